@@ -237,10 +237,10 @@ type Change struct {
 type ChangeKind int
 
 const (
-	ChangeNew      ChangeKind = iota // messages arrived (delivery, APPEND, COPY, MOVE)
-	ChangeFlags                      // flags of messages changed
-	ChangeExpunge                    // messages were expunged
-	ChangeMailboxes                  // mailboxes were created, renamed or deleted
+	ChangeNew       ChangeKind = iota // messages arrived (delivery, APPEND, COPY, MOVE)
+	ChangeFlags                       // flags of messages changed
+	ChangeExpunge                     // messages were expunged
+	ChangeMailboxes                   // mailboxes were created, renamed or deleted
 )
 
 // Store is the durable state. All methods are safe for concurrent use.
