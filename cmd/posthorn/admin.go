@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/posthorn/posthorn/internal/auth"
+	"github.com/posthorn/posthorn/internal/config"
+	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/store"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
+)
+
+func runInit(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	hostname := fs.String("hostname", "", "this server's fully qualified name (mx.example.org)")
+	domain := fs.String("domain", "", "the mail domain (example.org)")
+	dir := fs.String("dir", "/etc/posthorn", "where to write posthorn.toml and the tables")
+	dataDir := fs.String("data-dir", "", "where the store goes (default /var/lib/posthorn, or DIR/data when --dir is given)")
+	admin := fs.String("admin", "admin", "the account that receives root's and postmaster's mail")
+	force := fs.Bool("force", false, "overwrite existing files")
+	_ = configFlag(fs)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr("init: unexpected argument %q", pos[0])
+	}
+	if *hostname == "" || *domain == "" {
+		return usageErr("init needs --hostname (like mx.example.org) and --domain (like example.org)")
+	}
+	if *dataDir == "" {
+		*dataDir = "/var/lib/posthorn"
+		if *dir != "/etc/posthorn" {
+			*dataDir = "data"
+		}
+	}
+	files := config.StarterFiles(config.Starter{
+		Hostname: strings.ToLower(*hostname),
+		Domain:   strings.ToLower(*domain),
+		Admin:    strings.ToLower(*admin),
+		DataDir:  *dataDir,
+		MapsDir:  ".",
+	})
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if !*force {
+		for _, name := range names {
+			if _, err := os.Stat(filepath.Join(*dir, name)); err == nil {
+				return usageErr("init: %s exists (use --force to overwrite)", filepath.Join(*dir, name))
+			}
+		}
+	}
+	for _, name := range names {
+		if err := os.WriteFile(filepath.Join(*dir, name), []byte(files[name]), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, name))
+	}
+	cfgPath := filepath.Join(*dir, "posthorn.toml")
+	fmt.Fprintf(stdout, "\nNext:\n  posthorn user add %s --config %s\n  posthorn check --config %s\n  posthorn serve --config %s\n",
+		*admin, cfgPath, cfgPath, cfgPath)
+	return nil
+}
+
+// openStore loads the config and opens its store, for the admin commands.
+func openStore(cfgPath string) (*config.Config, store.Store, error) {
+	cfg, err := config.Load(config.Path(cfgPath))
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlite.Open(cfg.DataDir, sqlite.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+	}
+	return cfg, st, nil
+}
+
+func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("user", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	pwStdin := fs.Bool("password-stdin", false, "read the password from one line of standard input")
+	admin := fs.Bool("admin", false, "make the account an administrator (user add)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("user: add|passwd|del|list")
+	}
+	verb, rest := pos[0], pos[1:]
+	needName := verb == "add" || verb == "passwd" || verb == "del"
+	if needName && len(rest) != 1 || !needName && len(rest) != 0 {
+		return usageErr("usage: posthorn user add|passwd|del NAME, or posthorn user list")
+	}
+	if verb != "add" && verb != "passwd" && verb != "del" && verb != "list" {
+		return usageErr("user: unknown action %q (add, passwd, del, list)", verb)
+	}
+	_, st, err := openStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	switch verb {
+	case "add", "passwd":
+		name := strings.ToLower(rest[0])
+		if verb == "passwd" {
+			if _, err := st.GetAccount(ctx, name); err != nil {
+				return accountErr(name, err)
+			}
+		}
+		pw, err := readPassword(stdin, stderr, *pwStdin)
+		if err != nil {
+			return err
+		}
+		hash, err := auth.Hash(pw)
+		if err != nil {
+			return usageErr("that password cannot be used (empty or longer than %d bytes)", auth.MaxPasswordLen)
+		}
+		if verb == "add" {
+			if _, err := st.CreateAccount(ctx, name, hash); err != nil {
+				return accountErr(name, err)
+			}
+			if *admin {
+				if err := st.SetAdmin(ctx, name, true); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(stdout, "account %s added\n", name)
+		} else {
+			if err := st.SetPassword(ctx, name, hash); err != nil {
+				return accountErr(name, err)
+			}
+			fmt.Fprintf(stdout, "password of %s changed\n", name)
+		}
+	case "del":
+		name := strings.ToLower(rest[0])
+		if err := st.DeleteAccount(ctx, name); err != nil {
+			return accountErr(name, err)
+		}
+		fmt.Fprintf(stdout, "account %s deleted, with its mail\n", name)
+	case "list":
+		accts, err := st.ListAccounts(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tADMIN\tUSED\tQUOTA")
+		for _, a := range accts {
+			quota := "none"
+			if a.QuotaBytes > 0 {
+				quota = humanBytes(a.QuotaBytes)
+			}
+			adm := ""
+			if a.Admin {
+				adm = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, adm, humanBytes(a.UsedBytes), quota)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func accountErr(name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return usageErr("no account %q", name)
+	case errors.Is(err, store.ErrExists):
+		return usageErr("account %q exists already", name)
+	case errors.Is(err, store.ErrInvalidName):
+		return usageErr("%q is not a valid account name (lower-case letters, digits, . _ -)", name)
+	}
+	return err
+}
+
+// readPassword reads one line from stdin (--password-stdin; the newline is not
+// part of the password), or asks twice on the terminal.
+func readPassword(stdin io.Reader, stderr io.Writer, fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			return "", usageErr("--password-stdin: no password on standard input")
+		}
+		line = strings.TrimSuffix(line, "\n")
+		line = strings.TrimSuffix(line, "\r")
+		return line, nil
+	}
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", usageErr("no terminal to ask for the password: use --password-stdin")
+	}
+	fmt.Fprint(stderr, "Password: ")
+	a, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(stderr, "Again: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return "", err
+	}
+	if string(a) != string(b) {
+		return "", usageErr("the passwords differ")
+	}
+	return string(a), nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	data := fs.Bool("data", false, "also check the store: every message's bytes, UIDs and counters")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr("check: unexpected argument %q", pos[0])
+	}
+	cfg, err := config.Load(config.Path(*cfgPath))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config %s: ok\n", cfg.File)
+	fmt.Fprintf(stdout, "  hostname   %s\n", cfg.Hostname)
+	fmt.Fprintf(stdout, "  data_dir   %s\n", cfg.DataDir)
+	fmt.Fprintf(stdout, "  maps_dir   %s\n", cfg.MapsDir)
+	for _, l := range cfg.SMTP.Listen {
+		fmt.Fprintf(stdout, "  smtp       %s\n", l)
+	}
+	if cfg.TLS.CertFile != "" {
+		fmt.Fprintf(stdout, "  tls        %s\n", cfg.TLS.CertFile)
+	}
+	if cfg.SMTP.SmartHost != "" {
+		fmt.Fprintf(stdout, "  smart_host %s\n", cfg.SMTP.SmartHost)
+	}
+	t, err := maps.Load(cfg.MapsDir)
+	if err != nil {
+		return err
+	}
+	domains := append([]string{cfg.Hostname}, t.LocalHostNames.Names()...)
+	domains = append(domains, t.Virtusertable.Domains()...)
+	fmt.Fprintf(stdout, "tables in %s: ok\n", cfg.MapsDir)
+	fmt.Fprintf(stdout, "  local domains     %s\n", strings.Join(dedupe(domains), " "))
+	fmt.Fprintf(stdout, "  access            %d entries\n", t.Access.Len())
+	fmt.Fprintf(stdout, "  aliases           %d aliases\n", t.Aliases.Len())
+	fmt.Fprintf(stdout, "  virtusertable     %d entries\n", t.Virtusertable.Len())
+	fmt.Fprintf(stdout, "  relay-domains     %d entries\n", t.RelayDomains.Len())
+	fmt.Fprintf(stdout, "  mailertable       %d entries\n", t.Mailertable.Len())
+	if *data {
+		st, err := sqlite.Open(cfg.DataDir, sqlite.Options{})
+		if err != nil {
+			return fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+		}
+		defer st.Close()
+		problems, err := st.Check(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			for _, p := range problems {
+				fmt.Fprintf(stdout, "  store: %s\n", p)
+			}
+			return usageErr("store in %s: %d problems", cfg.DataDir, len(problems))
+		}
+		fmt.Fprintf(stdout, "store in %s: ok\n", cfg.DataDir)
+	}
+	return nil
+}
+
+func dedupe(l []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range l {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func runNewaliases(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("newaliases", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(config.Path(*cfgPath))
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(cfg.MapsDir, "aliases")
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a, err := maps.ParseAliases(path, f)
+	if err != nil {
+		return err
+	}
+	n, longest, total := a.Stats()
+	// Sendmail's words (sendmail -bi), so that scripts that read them still work.
+	fmt.Fprintf(stdout, "%s: %d aliases, longest %d bytes, %d bytes total\n", path, n, longest, total)
+	return nil
+}
+
+func runMailq(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mailq", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	_, st, err := openStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	entries, err := st.ListQueue(context.Background())
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(stdout, "Mail queue is empty")
+		return nil
+	}
+	// Postfix's layout: ID, size, arrival, sender; then the recipients, with the
+	// reason of the last failure in parentheses.
+	fmt.Fprintf(stdout, "%-18s %8s %-20s %s\n", "-Queue ID-", "--Size--", "----Arrival Time----", "-Sender/Recipient-------")
+	var total int64
+	for _, e := range entries {
+		from := e.From
+		if from == "" {
+			from = "MAILER-DAEMON"
+		}
+		fmt.Fprintf(stdout, "%-18s %8d %-20s %s\n", e.ID, e.Size, e.Created.Local().Format(time.ANSIC)[:19], from)
+		for _, r := range e.Recipients {
+			if r.Status == store.RcptPending && r.LastError != "" {
+				fmt.Fprintf(stdout, "%48s(%s)\n", "", r.LastError)
+			}
+			if r.Status == store.RcptPending {
+				fmt.Fprintf(stdout, "%48s%s\n", "", r.Address)
+			}
+		}
+		fmt.Fprintln(stdout)
+		total += e.Size
+	}
+	fmt.Fprintf(stdout, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, len(entries), plural(len(entries)))
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/posthorn/posthorn/internal/auth"
+	"github.com/posthorn/posthorn/internal/config"
+	"github.com/posthorn/posthorn/internal/server"
+	"github.com/posthorn/posthorn/internal/store"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
+	"github.com/posthorn/posthorn/internal/tlsutil"
+)
+
+// The --dev setup: a demo domain and account on unprivileged loopback ports.
+const (
+	devHostname = "mail.posthorn.test"
+	devDomain   = "posthorn.test"
+	devUser     = "demo"
+	devSMTP     = "127.0.0.1:2525"
+)
+
+func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	dev := fs.Bool("dev", false, "run a ready demo in DIR (default ./posthorn-dev)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	var devPassword string
+	path := config.Path(*cfgPath)
+	if *dev {
+		if len(pos) > 1 {
+			return usageErr("serve --dev takes at most one directory")
+		}
+		dir := "posthorn-dev"
+		if len(pos) == 1 {
+			dir = pos[0]
+		}
+		path, devPassword, err = prepareDev(dir)
+		if err != nil {
+			return err
+		}
+	} else if len(pos) > 0 {
+		return usageErr("serve: unexpected argument %q", pos[0])
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel, stderr)
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if err := srv.DropPrivileges(); err != nil {
+		return err
+	}
+
+	if *dev {
+		printDev(stdout, cfg, srv, devPassword)
+	} else {
+		for _, l := range srv.Listeners() {
+			log.Info("listening", "service", l.Kind, "addr", l.Addr.String())
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := srv.ReloadTables(); err != nil {
+				log.Error("reloading tables", "err", err)
+			} else {
+				log.Info("tables reloaded")
+			}
+		}
+	}()
+	err = srv.Run(ctx, 30*time.Second)
+	log.Info("stopped")
+	return err
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// prepareDev makes (once) and returns the demo's config, and the demo account's
+// password. The directory is reused on later runs, with the same password.
+func prepareDev(dir string) (cfgPath, password string, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", "", err
+	}
+	dir = abs
+	cfgPath = filepath.Join(dir, "posthorn.toml")
+	pwFile := filepath.Join(dir, "demo-password.txt")
+	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", "", err
+		}
+		files := config.StarterFiles(config.Starter{
+			Hostname:   devHostname,
+			Domain:     devDomain,
+			Admin:      devUser,
+			DataDir:    "data",
+			MapsDir:    ".",
+			SMTPListen: []string{devSMTP},
+			CertFile:   "tls/cert.pem",
+			KeyFile:    "tls/key.pem",
+		})
+		for name, text := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+				return "", "", err
+			}
+		}
+	} else if err != nil {
+		return "", "", err
+	}
+	if err := tlsutil.EnsureSelfSigned(filepath.Join(dir, "tls/cert.pem"), filepath.Join(dir, "tls/key.pem"),
+		[]string{devHostname, "localhost", "127.0.0.1"}); err != nil {
+		return "", "", fmt.Errorf("dev certificate: %w", err)
+	}
+
+	// The demo account, made once; its password is kept next to the config so
+	// that every run can print it.
+	if b, err := os.ReadFile(pwFile); err == nil {
+		password = strings.TrimSpace(string(b))
+	} else {
+		var raw [12]byte
+		rand.Read(raw[:])
+		password = base64.RawURLEncoding.EncodeToString(raw[:])
+		if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+			return "", "", err
+		}
+	}
+	st, err := sqlite.Open(filepath.Join(dir, "data"), sqlite.Options{})
+	if err != nil {
+		return "", "", err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := st.GetAccount(ctx, devUser); errors.Is(err, store.ErrNotFound) {
+		hash, err := auth.Hash(password)
+		if err != nil {
+			return "", "", err
+		}
+		if _, err := st.CreateAccount(ctx, devUser, hash); err != nil {
+			return "", "", err
+		}
+	} else if err != nil {
+		return "", "", err
+	}
+	return cfgPath, password, nil
+}
+
+func printDev(w io.Writer, cfg *config.Config, srv *server.Server, password string) {
+	dir := filepath.Dir(cfg.File)
+	fmt.Fprintf(w, "posthorn is running for the demo domain %s, in %s\n", devDomain, dir)
+	fmt.Fprintf(w, "  account:  %s   password: %s\n", devUser, password)
+	fmt.Fprintf(w, "  mail to postmaster@, root@, abuse@%s goes to %s too (see %s)\n", devDomain, devUser, filepath.Join(dir, "aliases"))
+	for _, l := range srv.Listeners() {
+		switch l.Kind {
+		case "smtp":
+			fmt.Fprintf(w, "  SMTP:     %s (STARTTLS, self-signed certificate)\n", l.Addr)
+			fmt.Fprintf(w, "            try: swaks --server %s --to %s@%s\n", l.Addr, devUser, devDomain)
+		}
+	}
+	fmt.Fprintf(w, "  tables:   edit %s/{access,aliases,local-host-names,virtusertable}: they reload by themselves\n", dir)
+	fmt.Fprintf(w, "Stop with Ctrl-C.\n")
+}

@@ -1,0 +1,196 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Starter describes a new installation for StarterFiles.
+type Starter struct {
+	Hostname string // mx.example.org
+	Domain   string // example.org
+	Admin    string // the account that gets root's, postmaster's ... mail
+	DataDir  string // as written into the config (may be relative to it)
+	MapsDir  string // likewise
+	// Listen addresses; empty ones are left out of the file.
+	SMTPListen []string
+	CertFile   string
+	KeyFile    string
+}
+
+// StarterFiles returns the files `posthorn init` (and `serve --dev`) writes: a
+// commented posthorn.toml and the Sendmail tables, by file name.
+func StarterFiles(s Starter) map[string]string {
+	return map[string]string{
+		"posthorn.toml":    starterConfig(s),
+		"aliases":          starterAliases(s),
+		"access":           starterAccess(s),
+		"local-host-names": starterLocalHostNames(s),
+		"virtusertable":    starterVirtusertable(s),
+		"relay-domains":    starterRelayDomains(),
+	}
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func starterConfig(s Starter) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# posthorn.toml — the main configuration of posthorn.
+# Relative paths are taken from the directory of this file.
+# After a change: "posthorn check" validates it; restart "posthorn serve" to apply.
+# (The tables in maps_dir need no restart: they are reloaded when they change.)
+
+# This server's own fully qualified name: the SMTP greeting, Received: headers.
+hostname = %q
+
+# Where the mail store (accounts, mailboxes, messages) and the queue live.
+data_dir = %q
+
+# Where the Sendmail tables are: access, aliases, local-host-names,
+# virtusertable (and relay-domains, mailertable), in Sendmail's own formats.
+maps_dir = %q
+
+# When started as root: the user to become after the ports are open.
+# run_as = "posthorn"
+
+# log_level = "info"   # debug, info, warn, error
+
+[smtp]
+# Mail from the Internet for your domains (port 25).
+`, s.Hostname, s.DataDir, s.MapsDir)
+	if len(s.SMTPListen) > 0 {
+		fmt.Fprintf(&b, "listen = %s\n", quoteList(s.SMTPListen))
+	} else {
+		b.WriteString("listen = [\"0.0.0.0:25\", \"[::]:25\"]\n")
+	}
+	b.WriteString(`# max_message_bytes = 52428800   # 50 MiB
+# max_recipients = 100           # per message (RFC 5321 wants at least 100)
+# max_connections_per_ip = 50
+# max_connections = 1000
+# command_timeout = "5m"
+# data_timeout = "10m"
+
+# If your ISP blocks outgoing port 25, send everything through its relay
+# (Sendmail's SMART_HOST). "[host]" skips the MX lookup; ":port" picks a port.
+# smart_host = "[smtp.your-isp.example]:587"
+# smart_host_user = "you@your-isp.example"
+# smart_host_password_file = "/etc/posthorn/smarthost.password"
+
+[aliases]
+# "|command" and "/path/to/file" targets in aliases are refused unless enabled.
+# allow_programs = false
+# allow_files = false
+# program_timeout = "1m"
+
+[tls]
+# The certificate for STARTTLS. Without one, mail is accepted in clear text only.
+`)
+	if s.CertFile != "" {
+		fmt.Fprintf(&b, "cert_file = %q\nkey_file = %q\n", s.CertFile, s.KeyFile)
+	} else {
+		b.WriteString("# cert_file = \"/etc/posthorn/tls/fullchain.pem\"\n# key_file = \"/etc/posthorn/tls/privkey.pem\"\n")
+	}
+	b.WriteString(`
+[dns]
+# Send every DNS query to this server instead of the system's resolver.
+# resolver = "127.0.0.1:53"
+`)
+	return b.String()
+}
+
+func starterAliases(s Starter) string {
+	return fmt.Sprintf(`# aliases — local names that are other names (aliases(5), as Sendmail reads it).
+#   name: target, target, ...
+# A target is an account, another alias, an address elsewhere (user@example.net),
+# ":include:/path/to/list", or — when [aliases] allows them — "|command" and "/file".
+# Lines that start with whitespace continue the previous one.
+# Changes are picked up by the running server within seconds; "posthorn newaliases"
+# checks the file and prints its summary, as Sendmail's does.
+
+# Required by RFC 5321 and RFC 2142.
+MAILER-DAEMON:	postmaster
+postmaster:	root
+abuse:		root
+security:	root
+hostmaster:	root
+noc:		root
+
+# Mail for the system's own users goes to root.
+bin:		root
+daemon:		root
+games:		root
+man:		root
+news:		root
+uucp:		root
+operator:	root
+nobody:		root
+mailnull:	postmaster
+smmsp:		postmaster
+sshd:		root
+system:		root
+toor:		root
+tty:		root
+www-data:	root
+usenet:		news
+ftp:		root
+
+# The web server's mail.
+webmaster:	root
+www:		webmaster
+
+# And root's mail goes to a person.
+root:		%s
+`, s.Admin)
+}
+
+func starterAccess(s Starter) string {
+	return `# access — who may connect, send, receive and relay (Sendmail's access table).
+#   key     value
+# Keys: an IPv4 address or a prefix of whole octets (192.168.69), IPv6:address,
+# a host or domain name (covers its subdomains), user@domain, user@, with an
+# optional tag: Connect: (the client), From: (MAIL FROM), To: (RCPT TO).
+# Values: OK, RELAY, REJECT, DISCARD, SKIP, ERROR:"550 text", ERROR:5.7.1:550 text.
+# The most specific key wins.
+#
+# 127.0.0.1 and ::1 may always relay. To let your own network send mail out
+# through this server, name it:
+# 192.168.69		RELAY
+#
+# Refuse a spammer's domain:
+# From:spammer.example	REJECT
+`
+}
+
+func starterLocalHostNames(s Starter) string {
+	return fmt.Sprintf(`# local-host-names — the domains this server receives mail for, one per line.
+# (The hostname in posthorn.toml is always local.)
+%s
+`, s.Domain)
+}
+
+func starterVirtusertable(s Starter) string {
+	return fmt.Sprintf(`# virtusertable — addresses at your domains, and where their mail goes.
+#   address			target
+# The target is an account or alias, an address elsewhere, or
+# "error:nouser text" to refuse with that text. %%1 is the user part, %%2 the
+# +detail, %%3 "+detail". "@domain" catches every other address at a domain
+# (spammers will then use your domain for their bounces: prefer one line each).
+#
+# info@%[1]s		%[2]s
+# shop-x7k2@%[1]s		%[2]s
+# leaked@%[1]s		error:nouser No such user here
+# @%[1]s			%[2]s
+`, s.Domain, s.Admin)
+}
+
+func starterRelayDomains() string {
+	return `# relay-domains — domains (and their subdomains) this server relays mail to,
+# and networks (IP prefixes) it relays mail from, one per line.
+`
+}

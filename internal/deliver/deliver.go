@@ -1,0 +1,220 @@
+// Package deliver turns an accepted message and its resolved recipients into
+// what the store keeps: a copy in each local account's mailbox and an outbound
+// queue entry for remote recipients, written in one durable step; and it runs
+// the aliases' "|command" and "/file" targets where the config allows them. It
+// parses the message once (internal/msg) for the store. The SMTP server, the
+// sendmail command and the webmail all deliver through it.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/posthorn/posthorn/internal/addr"
+	"github.com/posthorn/posthorn/internal/msg"
+	"github.com/posthorn/posthorn/internal/route"
+	"github.com/posthorn/posthorn/internal/store"
+)
+
+// Recipient is one accepted recipient and what it resolved to.
+type Recipient struct {
+	Address addr.Address // as the client gave it
+	Targets []route.Target
+	ORCPT   string // RFC 3461 original recipient, when given
+	Notify  string // RFC 3461 NOTIFY, when given
+}
+
+// Envelope is the SMTP envelope of a message.
+type Envelope struct {
+	ID         string // queue ID, already given to the client
+	From       addr.Address
+	Null       bool // the null reverse-path <>
+	Recipients []Recipient
+	EnvID, Ret string // RFC 3461
+}
+
+// Failure is a target the message could not be delivered to, while others took
+// it. The outbound issue turns these into bounces to the sender.
+type Failure struct {
+	Recipient addr.Address
+	Target    route.Target
+	Err       error
+}
+
+// Result says what Deliver did.
+type Result struct {
+	QueueID   string
+	Delivered int // local mailboxes that got a copy
+	Queued    int // remote recipients put on the queue
+	Failures  []Failure
+}
+
+// Deliverer delivers messages. The zero value is not usable: set Store.
+type Deliverer struct {
+	Store          store.Store
+	AllowPrograms  bool
+	AllowFiles     bool
+	ProgramTimeout time.Duration
+	Log            *slog.Logger
+}
+
+// Deliver stores body (the whole message as it is to be kept, trace fields
+// included) for every recipient's targets and returns once that is durable. An
+// error means nothing was delivered to accounts or the queue, and the client
+// should be told to try again (or, for a *route.Rejection or store.ErrOverQuota,
+// what that says). Program and file targets run before the store is written:
+// when one fails temporarily the whole message is refused with a 4xx so that it
+// comes back.
+func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body) (*Result, error) {
+	res := &Result{QueueID: env.ID}
+	var (
+		local     []store.LocalTarget
+		localFor  []addr.Address // recipient of each local target, for failures
+		localSeen = map[string]bool{}
+		remote    []store.QueueRecipient
+		rmtSeen   = map[string]bool{}
+		sideJobs  []sideJob
+	)
+	for _, r := range env.Recipients {
+		for _, t := range r.Targets {
+			switch t.Kind {
+			case route.TargetAccount:
+				if !localSeen[t.Account] {
+					localSeen[t.Account] = true
+					local = append(local, store.LocalTarget{Account: t.Account})
+					localFor = append(localFor, r.Address)
+				}
+			case route.TargetRemote:
+				key := strings.ToLower(t.Address.String())
+				if !rmtSeen[key] {
+					rmtSeen[key] = true
+					remote = append(remote, store.QueueRecipient{Address: t.Address.String(), ORCPT: r.ORCPT, Notify: r.Notify})
+				}
+			case route.TargetFile, route.TargetProgram:
+				sideJobs = append(sideJobs, sideJob{rcpt: r.Address, target: t})
+			}
+		}
+	}
+
+	// Programs and files first: their failure decides whether to accept at all.
+	for _, j := range sideJobs {
+		if err := d.runSideJob(ctx, env, body, j.target); err != nil {
+			var rej *route.Rejection
+			if errors.As(err, &rej) && rej.Code >= 500 && (len(local) > 0 || len(remote) > 0 || len(sideJobs) > 1) {
+				res.Failures = append(res.Failures, Failure{Recipient: j.rcpt, Target: j.target, Err: err})
+				continue
+			}
+			return nil, err
+		}
+	}
+	if len(local) == 0 && len(remote) == 0 {
+		return res, nil
+	}
+
+	meta, err := parse(body)
+	if err != nil {
+		return nil, fmt.Errorf("deliver %s: reading message: %w", env.ID, err)
+	}
+	sd := &store.Delivery{
+		Body:         body,
+		Meta:         meta,
+		InternalDate: time.Now(),
+		Local:        local,
+		Remote:       remote,
+		EnvID:        env.EnvID,
+		Ret:          env.Ret,
+		QueueID:      env.ID,
+	}
+	if !env.Null {
+		sd.From = env.From.String()
+	}
+	sr, err := d.Store.Deliver(ctx, sd)
+	if err != nil {
+		return nil, fmt.Errorf("deliver %s: %w", env.ID, err)
+	}
+	var failed []error
+	for i, tr := range sr.Local {
+		if tr.Err != nil {
+			failed = append(failed, tr.Err)
+			res.Failures = append(res.Failures, Failure{
+				Recipient: localFor[i],
+				Target:    route.Target{Kind: route.TargetAccount, Account: local[i].Account},
+				Err:       tr.Err,
+			})
+			continue
+		}
+		res.Delivered++
+	}
+	res.Queued = len(remote)
+	if res.Delivered == 0 && res.Queued == 0 && len(failed) > 0 && len(sideJobs) == 0 {
+		// Nobody got it: refuse, with the reason of the first failure.
+		return nil, fmt.Errorf("deliver %s: %w", env.ID, errors.Join(failed...))
+	}
+	for _, f := range res.Failures {
+		d.log().Warn("delivery to a target failed", "queue_id", env.ID, "rcpt", f.Recipient.String(), "err", f.Err)
+	}
+	return res, nil
+}
+
+type sideJob struct {
+	rcpt   addr.Address
+	target route.Target
+}
+
+func (d *Deliverer) runSideJob(ctx context.Context, env *Envelope, body store.Body, t route.Target) error {
+	r := io.NewSectionReader(body, 0, body.Size())
+	switch t.Kind {
+	case route.TargetProgram:
+		if !d.AllowPrograms {
+			return &route.Rejection{Code: 550, Enhanced: "5.7.1", Text: "Delivery to programs is not allowed"}
+		}
+		sender := "MAILER-DAEMON"
+		if !env.Null {
+			sender = env.From.String()
+		}
+		timeout := d.ProgramTimeout
+		if timeout == 0 {
+			timeout = time.Minute
+		}
+		return route.RunProgram(ctx, t.Command, r, []string{"SENDER=" + sender}, timeout)
+	case route.TargetFile:
+		if !d.AllowFiles {
+			return &route.Rejection{Code: 550, Enhanced: "5.7.1", Text: "Delivery to files is not allowed"}
+		}
+		from := "MAILER-DAEMON"
+		if !env.Null {
+			from = env.From.String()
+		}
+		return route.AppendFile(t.Path, "From "+from+" "+time.Now().UTC().Format(time.ANSIC), r)
+	}
+	return nil
+}
+
+func (d *Deliverer) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.Default()
+}
+
+// bytesBody is implemented by bodies that hold their bytes in memory.
+type bytesBody interface{ Bytes() []byte }
+
+// parse parses the message once, for the store.
+func parse(body store.Body) ([]byte, error) {
+	if bb, ok := body.(bytesBody); ok {
+		if b := bb.Bytes(); b != nil {
+			return msg.ParseBytes(b).Marshal(), nil
+		}
+	}
+	m, err := msg.Parse(body, body.Size())
+	if err != nil {
+		return nil, err
+	}
+	return m.Marshal(), nil
+}
