@@ -59,10 +59,10 @@ type conn struct {
 	errors   int
 	quit     bool
 
-	mu       sync.Mutex // guards busy and closing, for Shutdown
-	busy     bool       // inside a transaction: let it finish on shutdown
-	closing  bool
-	tx       *transaction
+	mu      sync.Mutex // guards busy and closing, for Shutdown
+	busy    bool       // inside a transaction: let it finish on shutdown
+	closing bool
+	tx      *transaction
 }
 
 // transaction is one MAIL ... DATA exchange.
