@@ -1,0 +1,286 @@
+// Package test holds posthorn's end-to-end tests: they build the binary, start
+// it on 127.0.0.1 with a temporary config, and talk to it with real clients
+// (swaks, Go's SMTP client) the way a user would.
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/posthorn/posthorn/internal/store"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
+)
+
+// binary is the posthorn binary built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "posthorn-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "posthorn")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/posthorn")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building posthorn:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireTool skips the test when a client program is missing, or fails it when
+// POSTHORN_REQUIRE_INTEROP=1 (as in CI).
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("POSTHORN_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s is not installed and POSTHORN_REQUIRE_INTEROP=1 (apt-get install %s)", name, name)
+		}
+		t.Skipf("%s is not installed (apt-get install %s); skipping", name, name)
+	}
+	return p
+}
+
+// freePort returns a 127.0.0.1 address that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// instance is a posthorn installation in a temporary directory.
+type instance struct {
+	t       *testing.T
+	dir     string // holds posthorn.toml and the tables
+	cfg     string // path of posthorn.toml
+	smtp    string // SMTP listen address
+	proc    *exec.Cmd
+	stderr  *lockedBuffer
+	stopped chan struct{}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newInstance runs `posthorn init` into a temp dir, points [smtp] listen at a
+// free port and adds the given accounts (password "secret-<name>").
+func newInstance(t *testing.T, accounts ...string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	in := &instance{t: t, dir: dir, cfg: filepath.Join(dir, "posthorn.toml"), smtp: freePort(t)}
+	in.run("", "init", "--hostname", "mx.example.org", "--domain", "example.org", "--dir", dir, "--admin", "pp")
+	text, err := os.ReadFile(in.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(text), `listen = ["0.0.0.0:25", "[::]:25"]`, fmt.Sprintf("listen = %q", in.smtp), 1)
+	if cfg == string(text) {
+		t.Fatal("could not find the listen line in the starter config")
+	}
+	in.writeFile("posthorn.toml", cfg)
+	for _, a := range accounts {
+		in.runStdin("secret-"+a+"\n", "user", "add", a, "--password-stdin", "--config", in.cfg)
+	}
+	return in
+}
+
+func (in *instance) writeFile(name, text string) {
+	in.t.Helper()
+	tmp := filepath.Join(in.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		in.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(in.dir, name)); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+func (in *instance) appendConfig(text string) {
+	in.t.Helper()
+	b, err := os.ReadFile(in.cfg)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	in.writeFile("posthorn.toml", string(b)+"\n"+text)
+}
+
+// result is what a command did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// exec runs posthorn with args and returns its exit code and output.
+func (in *instance) exec(stdin string, args ...string) result {
+	in.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		in.t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// run runs posthorn and fails the test unless it exits 0.
+func (in *instance) run(stdin string, args ...string) string {
+	in.t.Helper()
+	r := in.exec(stdin, args...)
+	if r.code != 0 {
+		in.t.Fatalf("posthorn %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func (in *instance) runStdin(stdin string, args ...string) string {
+	in.t.Helper()
+	return in.run(stdin, args...)
+}
+
+// start starts `posthorn serve` and waits until SMTP answers.
+func (in *instance) start() {
+	in.t.Helper()
+	in.stderr = &lockedBuffer{}
+	in.proc = exec.Command(binary, "serve", "--config", in.cfg)
+	in.proc.Stdout = in.stderr
+	in.proc.Stderr = in.stderr
+	if err := in.proc.Start(); err != nil {
+		in.t.Fatal(err)
+	}
+	in.stopped = make(chan struct{})
+	go func(p *exec.Cmd, done chan struct{}) { p.Wait(); close(done) }(in.proc, in.stopped)
+	in.t.Cleanup(in.kill)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", in.smtp, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-in.stopped:
+			in.t.Fatalf("posthorn serve exited:\n%s", in.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("posthorn serve did not listen on %s:\n%s", in.smtp, in.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill stops the server with SIGKILL, as a crash would.
+func (in *instance) kill() {
+	if in.proc == nil || in.proc.Process == nil {
+		return
+	}
+	in.proc.Process.Signal(syscall.SIGKILL)
+	<-in.stopped
+	in.proc = nil
+}
+
+// stop stops the server with SIGTERM and waits.
+func (in *instance) stop() {
+	in.t.Helper()
+	in.proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-in.stopped:
+	case <-time.After(30 * time.Second):
+		in.t.Fatal("posthorn did not stop on SIGTERM")
+	}
+	in.proc = nil
+}
+
+// swaks runs swaks against the instance and returns its transcript and exit code.
+func (in *instance) swaks(args ...string) (string, int) {
+	in.t.Helper()
+	requireTool(in.t, "swaks")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "swaks", append([]string{"--server", in.smtp, "--timeout", "20"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		in.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// messages returns the bytes of the messages in an account's INBOX, read from
+// the store on disk (a second reader next to the running server).
+func (in *instance) messages(account string) []string {
+	in.t.Helper()
+	st, err := sqlite.Open(filepath.Join(in.dir, "data"), sqlite.Options{})
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	a, err := st.GetAccount(ctx, account)
+	if err != nil {
+		in.t.Fatalf("account %s: %v", account, err)
+	}
+	mb, err := st.GetMailbox(ctx, a.ID, store.Inbox)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	infos, err := st.ListMessages(ctx, mb.ID, 0)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	var out []string
+	for _, m := range infos {
+		r, err := st.OpenMessage(ctx, mb.ID, m.UID)
+		if err != nil {
+			in.t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			in.t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
