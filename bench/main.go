@@ -1,0 +1,520 @@
+// Command bench measures posthorn side by side with Postfix (delivering to
+// Dovecot over LMTP) and with Postfix's smtp-sink, the protocol-only ceiling of
+// the machine: the same workload against each, one after the other, repeated,
+// printing the median, the spread and the ratios in one table.
+//
+//	go run ./bench [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
+//
+// It needs Postfix's smtp-source and smtp-sink (Debian package postfix), and for
+// the Postfix→Dovecot column Postfix and Dovecot themselves (postfix,
+// dovecot-core, dovecot-lmtpd) and root, since Postfix runs as root. Missing
+// pieces are skipped with a line saying how to install them. Everything it
+// starts listens on 127.0.0.1 and is stopped at the end.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/posthorn/posthorn/internal/store"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
+)
+
+var (
+	runs     = flag.Int("runs", 3, "runs of each measurement (the median is shown)")
+	messages = flag.Int("messages", 5000, "messages per run")
+	sessions = flag.Int("sessions", 20, "parallel SMTP sessions")
+	size     = flag.Int("size", 4096, "message size in bytes")
+	keep     = flag.Bool("keep", false, "keep the temporary directories")
+)
+
+const (
+	rcptDomain = "example.org"
+	rcptUser   = "bench"
+	sender     = "sender@remote.example"
+)
+
+// system is one server under test.
+type system interface {
+	name() string
+	// start prepares a fresh instance and returns the SMTP address.
+	start(dir string) (string, error)
+	// stored returns how many messages have reached the mailbox.
+	stored() (int, error)
+	// peakRSS returns the server's peak resident memory in bytes, 0 if unknown.
+	peakRSS() int64
+	stop()
+}
+
+type measurement struct {
+	rates []float64 // messages per second, one per run
+	rss   []int64
+	err   error
+}
+
+func main() {
+	flag.Parse()
+	if _, err := exec.LookPath("smtp-source"); err != nil {
+		fmt.Println("bench: smtp-source is missing: apt-get install postfix (it brings smtp-source and smtp-sink)")
+		os.Exit(1)
+	}
+	root, err := os.MkdirTemp("", "posthorn-bench-")
+	if err != nil {
+		fatal(err)
+	}
+	if !*keep {
+		defer os.RemoveAll(root)
+	}
+	bin := filepath.Join(root, "posthorn")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/posthorn")
+	build.Dir = moduleRoot()
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fatal(fmt.Errorf("building posthorn: %w", err))
+	}
+
+	systems := []system{&sink{}, &posthorn{bin: bin}}
+	if why := postfixDovecotMissing(); why != "" {
+		fmt.Println("bench: skipping Postfix→Dovecot:", why)
+	} else {
+		systems = append(systems, &postfixDovecot{})
+	}
+
+	fmt.Printf("SMTP accept-and-store: smtp-source -d -s %d -m %d -l %d, %d runs each, %d cores\n",
+		*sessions, *messages, *size, *runs, runtimeCPUs())
+	results := map[string]*measurement{}
+	for _, sys := range systems {
+		m := &measurement{}
+		results[sys.name()] = m
+		for r := 0; r < *runs; r++ {
+			dir := filepath.Join(root, fmt.Sprintf("%s-%d", strings.Fields(sys.name())[0], r))
+			os.MkdirAll(dir, 0o755)
+			rate, rss, err := runOnce(sys, dir)
+			if err != nil {
+				m.err = err
+				fmt.Printf("  %s run %d: %v\n", sys.name(), r+1, err)
+				break
+			}
+			fmt.Printf("  %s run %d: %.0f msgs/s\n", sys.name(), r+1, rate)
+			m.rates = append(m.rates, rate)
+			m.rss = append(m.rss, rss)
+		}
+	}
+	printTable(systems, results)
+}
+
+func runOnce(sys system, dir string) (rate float64, rss int64, err error) {
+	addr, err := sys.start(dir)
+	defer sys.stop()
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	src := exec.CommandContext(ctx, "smtp-source", "-d",
+		"-s", strconv.Itoa(*sessions), "-m", strconv.Itoa(*messages), "-l", strconv.Itoa(*size),
+		"-f", sender, "-t", rcptUser+"@"+rcptDomain, addr)
+	if out, err := src.CombinedOutput(); err != nil {
+		return 0, 0, fmt.Errorf("smtp-source: %v: %s", err, out)
+	}
+	// For a store-and-forward system (Postfix) the message is stored only when
+	// the mailbox has it; wait for that.
+	for {
+		n, err := sys.stored()
+		if err != nil {
+			return 0, 0, err
+		}
+		if n >= *messages {
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("only %d of %d messages stored", n, *messages)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	return float64(*messages) / elapsed.Seconds(), sys.peakRSS(), nil
+}
+
+func printTable(systems []system, results map[string]*measurement) {
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "system\tmsgs/s (median)\tspread\tpeak RSS\t")
+	for _, sys := range systems {
+		m := results[sys.name()]
+		if len(m.rates) == 0 {
+			fmt.Fprintf(tw, "%s\tfailed: %v\t\t\t\n", sys.name(), m.err)
+			continue
+		}
+		lo, hi := minMax(m.rates)
+		rss := "-"
+		if r := maxInt(m.rss); r > 0 {
+			rss = fmt.Sprintf("%.1f MB", float64(r)/1e6)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f–%.0f\t%s\t\n", sys.name(), median(m.rates), lo, hi, rss)
+	}
+	tw.Flush()
+	ph := results[(&posthorn{}).name()]
+	if ph == nil || len(ph.rates) == 0 {
+		return
+	}
+	for _, other := range []string{(&sink{}).name(), (&postfixDovecot{}).name()} {
+		if o := results[other]; o != nil && len(o.rates) > 0 {
+			fmt.Printf("posthorn / %s: %.2f\n", other, median(ph.rates)/median(o.rates))
+		}
+	}
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minMax(v []float64) (float64, float64) {
+	lo, hi := v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+func maxInt(v []int64) int64 {
+	var m int64
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func moduleRoot() string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+func runtimeCPUs() int {
+	n := 0
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "processor") {
+			n++
+		}
+	}
+	return n
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitListening(addr string, proc *exec.Cmd) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %s", addr)
+}
+
+// peakRSSOf reads VmHWM of a process.
+func peakRSSOf(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// sink is Postfix's smtp-sink: it speaks SMTP and stores nothing.
+type sink struct {
+	cmd   *exec.Cmd
+	count int
+}
+
+func (s *sink) name() string { return "smtp-sink (stores nothing)" }
+
+func (s *sink) start(dir string) (string, error) {
+	addr := freeAddr()
+	args := []string{"-c", addr, "1000"}
+	if os.Geteuid() == 0 {
+		args = append([]string{"-u", "nobody"}, args...)
+	}
+	s.cmd = exec.Command("smtp-sink", args...)
+	if err := s.cmd.Start(); err != nil {
+		return "", err
+	}
+	return addr, waitListening(addr, s.cmd)
+}
+
+func (s *sink) stored() (int, error) { return *messages, nil }
+func (s *sink) peakRSS() int64       { return 0 }
+func (s *sink) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+// posthorn is the system under test, built from this checkout.
+type posthorn struct {
+	bin  string
+	dir  string
+	cmd  *exec.Cmd
+	st   store.Store
+	mbox int64
+}
+
+func (p *posthorn) name() string { return "posthorn" }
+
+func (p *posthorn) start(dir string) (string, error) {
+	p.dir = dir
+	addr := freeAddr()
+	if out, err := exec.Command(p.bin, "init", "--hostname", "mx."+rcptDomain, "--domain", rcptDomain, "--dir", dir, "--admin", rcptUser).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("posthorn init: %v: %s", err, out)
+	}
+	cfgPath := filepath.Join(dir, "posthorn.toml")
+	cfg, _ := os.ReadFile(cfgPath)
+	text := strings.Replace(string(cfg), `listen = ["0.0.0.0:25", "[::]:25"]`, fmt.Sprintf("listen = %q", addr), 1)
+	text += "\nlog_level = \"warn\"\n"
+	text = strings.Replace(text, "# log_level = \"info\"   # debug, info, warn, error\n", "", 1)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	add := exec.Command(p.bin, "user", "add", rcptUser, "--password-stdin", "--config", cfgPath)
+	add.Stdin = strings.NewReader("bench-password\n")
+	if out, err := add.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("posthorn user add: %v: %s", err, out)
+	}
+	p.cmd = exec.Command(p.bin, "serve", "--config", cfgPath)
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		return "", err
+	}
+	if err := waitListening(addr, p.cmd); err != nil {
+		return "", err
+	}
+	st, err := sqlite.Open(filepath.Join(dir, "data"), sqlite.Options{})
+	if err != nil {
+		return "", err
+	}
+	p.st = st
+	ctx := context.Background()
+	a, err := st.GetAccount(ctx, rcptUser)
+	if err != nil {
+		return "", err
+	}
+	mb, err := st.GetMailbox(ctx, a.ID, store.Inbox)
+	if err != nil {
+		return "", err
+	}
+	p.mbox = mb.ID
+	return addr, nil
+}
+
+func (p *posthorn) stored() (int, error) {
+	mb, err := p.st.GetMailboxByID(context.Background(), p.mbox)
+	if err != nil {
+		return 0, err
+	}
+	return int(mb.Messages), nil
+}
+
+func (p *posthorn) peakRSS() int64 { return peakRSSOf(p.cmd.Process.Pid) }
+
+func (p *posthorn) stop() {
+	if p.st != nil {
+		p.st.Close()
+		p.st = nil
+	}
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.cmd.Wait()
+	}
+}
+
+// postfixDovecot is Postfix accepting mail and handing it to Dovecot over LMTP,
+// each with its default durability, configured in a temporary directory.
+type postfixDovecot struct {
+	dir     string
+	pfConf  string
+	dcConf  string
+	mailDir string
+	master  *exec.Cmd
+}
+
+func (p *postfixDovecot) name() string { return "postfix -> dovecot (LMTP)" }
+
+func postfixDovecotMissing() string {
+	for _, tool := range []string{"postfix", "dovecot", "doveadm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return tool + " is not installed (apt-get install postfix dovecot-core dovecot-lmtpd)"
+		}
+	}
+	if os.Geteuid() != 0 {
+		return "Postfix and Dovecot must be started as root"
+	}
+	return ""
+}
+
+func (p *postfixDovecot) start(dir string) (string, error) {
+	p.dir = dir
+	smtpAddr, lmtpAddr := freeAddr(), freeAddr()
+	_, lmtpPort, _ := net.SplitHostPort(lmtpAddr)
+	p.mailDir = filepath.Join(dir, "mail")
+	dc := filepath.Join(dir, "dovecot")
+	for _, d := range []string{dc + "/run", dc + "/state", p.mailDir, dir + "/pf", dir + "/spool", dir + "/data"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	os.Chmod(dir, 0o755)
+	run("chown", "mail:mail", p.mailDir)
+	run("chown", "postfix", dir+"/data")
+	p.dcConf = filepath.Join(dc, "dovecot.conf")
+	dovecotConf := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+mail_location = maildir:%[2]s/%%n
+first_valid_uid = 1
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=%[2]s/%%n
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = %[3]s
+  }
+}
+`, dc, p.mailDir, lmtpPort)
+	if err := os.WriteFile(p.dcConf, []byte(dovecotConf), 0o644); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("dovecot", "-c", p.dcConf).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("dovecot: %v: %s", err, out)
+	}
+
+	p.pfConf = filepath.Join(dir, "pf")
+	master, err := os.ReadFile("/etc/postfix/master.cf")
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for _, l := range strings.Split(string(master), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 8 && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, " ") {
+			if f[0] == "smtp" && f[1] == "inet" {
+				f[0] = smtpAddr
+			}
+			if f[4] == "y" || f[4] == "-" {
+				f[4] = "n" // no chroot: the temporary directory is not set up for one
+			}
+			l = strings.Join(f, " ")
+		}
+		lines = append(lines, l)
+	}
+	lines = append(lines, "postlog unix-dgram n - n - 1 postlogd")
+	if err := os.WriteFile(filepath.Join(p.pfConf, "master.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	mainCf := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/spool
+data_directory = %[1]s/data
+mail_owner = postfix
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.%[2]s
+mydestination =
+virtual_mailbox_domains = %[2]s
+virtual_transport = lmtp:inet:%[3]s
+mynetworks = 127.0.0.0/8
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+maillog_file = %[1]s/maillog
+smtputf8_enable = no
+`, dir, rcptDomain, lmtpAddr)
+	if err := os.WriteFile(filepath.Join(p.pfConf, "main.cf"), []byte(mainCf), 0o644); err != nil {
+		return "", err
+	}
+	p.master = exec.Command("postfix", "-c", p.pfConf, "start-fg")
+	if err := p.master.Start(); err != nil {
+		return "", err
+	}
+	return smtpAddr, waitListening(smtpAddr, p.master)
+}
+
+func run(name string, args ...string) {
+	exec.Command(name, args...).Run()
+}
+
+func (p *postfixDovecot) stored() (int, error) {
+	ents, err := os.ReadDir(filepath.Join(p.mailDir, rcptUser, "new"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	return len(ents), err
+}
+
+func (p *postfixDovecot) peakRSS() int64 { return 0 }
+
+func (p *postfixDovecot) stop() {
+	if p.pfConf != "" {
+		exec.Command("postfix", "-c", p.pfConf, "stop").Run()
+	}
+	if p.master != nil {
+		done := make(chan struct{})
+		go func() { p.master.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			p.master.Process.Kill()
+		}
+	}
+	if p.dcConf != "" {
+		exec.Command("doveadm", "-c", p.dcConf, "stop").Run()
+	}
+}
