@@ -32,10 +32,13 @@ var errTooManyFiles = syscall.EMFILE
 type timeoutConn struct {
 	net.Conn
 	timeout atomic.Int64 // nanoseconds
+	stop    *atomic.Bool // set at shutdown: reads end at once
 }
 
 func (t *timeoutConn) Read(p []byte) (int, error) {
-	if d := time.Duration(t.timeout.Load()); d > 0 {
+	if t.stop.Load() {
+		t.Conn.SetReadDeadline(time.Now())
+	} else if d := time.Duration(t.timeout.Load()); d > 0 {
 		t.Conn.SetReadDeadline(time.Now().Add(d))
 	}
 	return t.Conn.Read(p)
@@ -62,6 +65,7 @@ type conn struct {
 	mu      sync.Mutex // guards busy and closing, for Shutdown
 	busy    bool       // inside a transaction: let it finish on shutdown
 	closing bool
+	stop    atomic.Bool // reads end at once (shutdown between transactions)
 	tx      *transaction
 }
 
@@ -83,13 +87,12 @@ type transaction struct {
 }
 
 func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
-	tc := &timeoutConn{Conn: nc}
-	tc.timeout.Store(int64(s.CommandTimeout))
-	return &conn{
-		srv: s, raw: nc, nc: nc, tc: tc, ip: ip,
-		br: bufio.NewReaderSize(tc, 4096),
-		bw: bufio.NewWriterSize(nc, 4096),
-	}
+	c := &conn{srv: s, raw: nc, nc: nc, ip: ip}
+	c.tc = &timeoutConn{Conn: nc, stop: &c.stop}
+	c.tc.timeout.Store(int64(s.CommandTimeout))
+	c.br = bufio.NewReaderSize(c.tc, 4096)
+	c.bw = bufio.NewWriterSize(nc, 4096)
+	return c
 }
 
 func (c *conn) serve() {
@@ -178,7 +181,8 @@ func (c *conn) shutdown() {
 	defer c.mu.Unlock()
 	c.closing = true
 	if !c.busy {
-		// Wake a read that waits for the next command.
+		// End a read that waits for the next command, and any read to come.
+		c.stop.Store(true)
 		c.raw.SetReadDeadline(time.Now())
 	}
 }
@@ -385,7 +389,7 @@ func (c *conn) cmdStartTLS(arg string) {
 	}
 	tlsConn.SetDeadline(time.Time{})
 	c.nc = tlsConn
-	c.tc = &timeoutConn{Conn: tlsConn}
+	c.tc = &timeoutConn{Conn: tlsConn, stop: &c.stop}
 	c.br = bufio.NewReaderSize(c.tc, 4096)
 	c.bw = bufio.NewWriterSize(tlsConn, 4096)
 	c.tls = true
