@@ -207,7 +207,7 @@ func TestOutOfOrderAndUnknownCommands(t *testing.T) {
 	c.expect("BDAT 0 LAST", 503, "5.5.1")
 	c.expect("MAIL FROM:<a@remote.example>", 250, "")
 	c.expect("MAIL FROM:<a@remote.example>", 503, "5.5.1") // nested
-	c.expect("DATA", 554, "5.5.1")                          // no valid recipients
+	c.expect("DATA", 554, "5.5.1")                         // no valid recipients
 	c.expect("FROB", 500, "5.5.2")
 	c.expect("MAIL\x00 FROM:<a@b>", 500, "5.5.2")
 	c.expect("EXPN root", 502, "5.5.1")
