@@ -106,9 +106,9 @@ type lineReader struct {
 	br       *bufio.Reader
 	data     []byte // the message, when it is in memory (no copying then)
 	inMemory bool
-	off int64 // offset of the next byte to read
-	lfs int64 // line feeds before off
-	err error
+	off      int64 // offset of the next byte to read
+	lfs      int64 // line feeds before off
+	err      error
 
 	line    []byte // the current line, with its line end
 	lOff    int64  // its offset
