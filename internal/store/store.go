@@ -282,8 +282,10 @@ type Store interface {
 	// durably, and returns its UID.
 	Append(ctx context.Context, mailboxID int64, body Body, meta []byte, flags []string, date time.Time) (MessageInfo, error)
 	// ListMessages returns the messages of a mailbox in UID order; with
-	// changedSince > 0 only those whose MODSEQ is greater.
-	ListMessages(ctx context.Context, mailboxID int64, changedSince uint64) ([]MessageInfo, error)
+	// changedSince > 0 only those whose MODSEQ is greater. Meta is filled only
+	// with withMeta (FETCH FLAGS of 50,000 messages should not read their
+	// structures).
+	ListMessages(ctx context.Context, mailboxID int64, changedSince uint64, withMeta bool) ([]MessageInfo, error)
 	GetMessage(ctx context.Context, mailboxID int64, uid uint32) (*MessageInfo, error)
 	// OpenMessage opens the bytes of a message.
 	OpenMessage(ctx context.Context, mailboxID int64, uid uint32) (MessageReader, error)

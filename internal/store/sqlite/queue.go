@@ -1,0 +1,241 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/posthorn/posthorn/internal/store"
+)
+
+// newQueueID makes a queue ID when the caller gave none.
+func newQueueID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "Q" + hex.EncodeToString(b[:])
+}
+
+// ListQueue returns every queue entry, oldest first.
+func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue ORDER BY created, id")
+	if err != nil {
+		return nil, err
+	}
+	var out []store.QueueEntry
+	for rows.Next() {
+		e, err := scanQueue(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].Recipients, err = s.queueRecipients(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func scanQueue(row interface{ Scan(...any) error }) (*store.QueueEntry, error) {
+	var e store.QueueEntry
+	var created, next, blobID int64
+	if err := row.Scan(&e.ID, &e.From, &e.EnvID, &e.Ret, &created, &next, &e.Size, &blobID); err != nil {
+		return nil, err
+	}
+	e.Created, e.NextAttempt = time.Unix(created, 0), time.Unix(next, 0)
+	e.BlobID = fmt.Sprint(blobID)
+	return &e, nil
+}
+
+func (s *Store) queueRecipients(ctx context.Context, id string) ([]store.QueueRecipientState, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT address, orcpt, notify, status, attempts, last_error, last_try FROM queue_rcpts WHERE queue_id = ? ORDER BY address", id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.QueueRecipientState
+	for rows.Next() {
+		var r store.QueueRecipientState
+		var last int64
+		if err := rows.Scan(&r.Address, &r.ORCPT, &r.Notify, &r.Status, &r.Attempts, &r.LastError, &last); err != nil {
+			return nil, err
+		}
+		if last > 0 {
+			r.LastTry = time.Unix(last, 0)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// GetQueueEntry returns one queue entry.
+func (s *Store) GetQueueEntry(ctx context.Context, id string) (*store.QueueEntry, error) {
+	e, err := scanQueue(s.rdb.QueryRowContext(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e.Recipients, err = s.queueRecipients(ctx, id); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// OpenQueueMessage opens the bytes of a queued message.
+func (s *Store) OpenQueueMessage(ctx context.Context, id string) (store.MessageReader, error) {
+	var data []byte
+	var file sql.NullString
+	err := s.rdb.QueryRowContext(ctx, "SELECT b.data, b.file FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?", id).Scan(&data, &file)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.openBlob(data, file)
+}
+
+// UpdateQueueRecipients records delivery attempts.
+func (s *Store) UpdateQueueRecipients(ctx context.Context, id string, states []store.QueueRecipientState, nextAttempt time.Time) error {
+	return s.write(ctx, &writeReq{fn: func(tx *sql.Tx) error {
+		res, err := tx.Exec("UPDATE queue SET next_attempt = ? WHERE id = ?", nextAttempt.Unix(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
+		}
+		for _, r := range states {
+			var last int64
+			if !r.LastTry.IsZero() {
+				last = r.LastTry.Unix()
+			}
+			if _, err := tx.Exec("UPDATE queue_rcpts SET status = ?, attempts = ?, last_error = ?, last_try = ? WHERE queue_id = ? AND address = ?",
+				r.Status, r.Attempts, r.LastError, last, id, r.Address); err != nil {
+				return err
+			}
+		}
+		return nil
+	}})
+}
+
+// DeleteQueueEntry removes a queue entry.
+func (s *Store) DeleteQueueEntry(ctx context.Context, id string) error {
+	return s.write(ctx, &writeReq{trash: true, fn: func(tx *sql.Tx) error {
+		res, err := tx.Exec("DELETE FROM queue WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
+		}
+		return nil
+	}})
+}
+
+// Check verifies the store's integrity and returns one line per problem.
+func (s *Store) Check(ctx context.Context) ([]string, error) {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	// Every blob's bytes are there and match their size and hash.
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, size, sha256, data IS NOT NULL, file FROM blobs")
+	if err != nil {
+		return nil, err
+	}
+	type blobRow struct {
+		id, size int64
+		sum      []byte
+		inline   bool
+		file     sql.NullString
+	}
+	var blobs []blobRow
+	for rows.Next() {
+		var b blobRow
+		if err := rows.Scan(&b.id, &b.size, &b.sum, &b.inline, &b.file); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		blobs = append(blobs, b)
+	}
+	rows.Close()
+	for _, b := range blobs {
+		var r io.ReadCloser
+		if b.file.Valid && b.file.String != "" {
+			fr, err := s.blobs.Open(b.file.String)
+			if err != nil {
+				add("blob %d: file %s: %v", b.id, b.file.String, err)
+				continue
+			}
+			r = fr
+		} else {
+			var data []byte
+			if err := s.rdb.QueryRowContext(ctx, "SELECT data FROM blobs WHERE id = ?", b.id).Scan(&data); err != nil {
+				return nil, err
+			}
+			r = memReader{readerOf(data)}
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, r)
+		r.Close()
+		switch {
+		case err != nil:
+			add("blob %d: reading: %v", b.id, err)
+		case n != b.size:
+			add("blob %d: %d bytes, want %d", b.id, n, b.size)
+		case hex.EncodeToString(h.Sum(nil)) != hex.EncodeToString(b.sum):
+			add("blob %d: SHA-256 does not match", b.id)
+		}
+	}
+
+	for _, q := range []struct{ sql, msg string }{
+		{"SELECT mailbox_id || ':' || uid FROM messages WHERE blob_id NOT IN (SELECT id FROM blobs)", "message %s: its bytes are missing"},
+		{"SELECT id FROM queue WHERE blob_id NOT IN (SELECT id FROM blobs)", "queue entry %s: its bytes are missing"},
+		{"SELECT m.mailbox_id || ':' || m.uid FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.uid >= b.uidnext OR m.uid = 0", "message %s: UID not below UIDNEXT"},
+		{"SELECT m.mailbox_id || ':' || m.uid FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.modseq > b.highestmodseq", "message %s: MODSEQ above HIGHESTMODSEQ"},
+		{"SELECT mailbox_id || ':' || uid FROM messages WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)", "message %s: no such mailbox"},
+		{"SELECT m.mailbox_id || ':' || m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.size != b.size", "message %s: size differs from its bytes"},
+		{`SELECT id FROM blobs b WHERE refs != (SELECT count(*) FROM messages WHERE blob_id = b.id) + (SELECT count(*) FROM queue WHERE blob_id = b.id)`, "blob %s: reference count is wrong"},
+		{`SELECT b.id FROM mailboxes b WHERE messages != (SELECT count(*) FROM messages WHERE mailbox_id = b.id)
+			OR unseen != (SELECT count(*) FROM messages WHERE mailbox_id = b.id AND (flags & 1) = 0)
+			OR deleted != (SELECT count(*) FROM messages WHERE mailbox_id = b.id AND (flags & 8) != 0)
+			OR size != (SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = b.id)`, "mailbox %s: counters do not match its messages"},
+		{`SELECT a.name FROM accounts a WHERE used_bytes != (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = a.id)`, "account %s: used bytes do not match its messages"},
+	} {
+		rows, err := s.rdb.QueryContext(ctx, q.sql)
+		if err != nil {
+			return nil, fmt.Errorf("store check: %w", err)
+		}
+		for rows.Next() {
+			var what string
+			if err := rows.Scan(&what); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			add(q.msg, what)
+		}
+		rows.Close()
+	}
+	var ic string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ic); err != nil {
+		return nil, err
+	}
+	if ic != "ok" {
+		add("database: %s", ic)
+	}
+	return problems, nil
+}
