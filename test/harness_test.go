@@ -129,15 +129,6 @@ func (in *instance) writeFile(name, text string) {
 	}
 }
 
-func (in *instance) appendConfig(text string) {
-	in.t.Helper()
-	b, err := os.ReadFile(in.cfg)
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	in.writeFile("posthorn.toml", string(b)+"\n"+text)
-}
-
 // result is what a command did.
 type result struct {
 	code           int
@@ -265,7 +256,7 @@ func (in *instance) messages(account string) []string {
 	if err != nil {
 		in.t.Fatal(err)
 	}
-	infos, err := st.ListMessages(ctx, mb.ID, 0)
+	infos, err := st.ListMessages(ctx, mb.ID, 0, false)
 	if err != nil {
 		in.t.Fatal(err)
 	}

@@ -80,13 +80,35 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	// Flags may come before the command too: "posthorn --config F user list".
+	i := commandIndex(args)
+	if i < 0 {
+		fmt.Fprintln(stderr, "posthorn: no command (see posthorn --help)")
+		return exitUser
+	}
+	rest := append(append([]string{}, args[:i]...), args[i+1:]...)
 	for _, c := range commands() {
-		if c.name == args[0] {
-			return exitCode(c.run(args[1:], stdin, stdout, stderr), stderr)
+		if c.name == args[i] {
+			return exitCode(c.run(rest, stdin, stdout, stderr), stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "posthorn: unknown command %q (see posthorn --help)\n", args[0])
+	fmt.Fprintf(stderr, "posthorn: unknown command %q (see posthorn --help)\n", args[i])
 	return exitUser
+}
+
+// commandIndex finds the command among the arguments, skipping flags and the
+// value of --config when it is a separate argument.
+func commandIndex(args []string) int {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			return i
+		}
+		if a == "--config" || a == "-config" {
+			i++
+		}
+	}
+	return -1
 }
 
 func usage(w io.Writer) {

@@ -23,7 +23,7 @@ func TestReadDataUnstuffsAndEnds(t *testing.T) {
 		{"bare LF then dot line", "a\n.\r\nMAIL\r\n", "a\n", errAmbiguousEnd, "MAIL\r\n"},
 		{"dot LF", "a\r\n.\nMAIL\r\n", "a\r\n", errAmbiguousEnd, "MAIL\r\n"},
 		{"bare CR dot is not an end", "a\r.\r\n.\r\n", "a\r.\r\n", nil, ""},
-		{"eof", "a\r\nb", "a\r\nb", io.ErrUnexpectedEOF, ""},
+		{"eof", "a\r\nb", "a\r\n", io.ErrUnexpectedEOF, ""}, // an unfinished line is dropped with the message
 	} {
 		br := bufio.NewReaderSize(strings.NewReader(tc.in), 16)
 		var got strings.Builder

@@ -196,7 +196,7 @@ func (h *harness) messages(account string) []string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	infos, err := h.st.ListMessages(ctx, mb.ID, 0)
+	infos, err := h.st.ListMessages(ctx, mb.ID, 0, false)
 	if err != nil {
 		h.t.Fatal(err)
 	}

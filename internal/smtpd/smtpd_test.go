@@ -412,7 +412,8 @@ func TestBDAT(t *testing.T) {
 	// A bare LF in a chunk refuses the message, and BDAT 0 LAST ends it.
 	c.expect("MAIL FROM:<a@remote.example>", 250, "")
 	c.expect("RCPT TO:<pp@example.org>", 250, "")
-	c.send("BDAT 7\r\nX: y\nz\r\n")
+	chunk := "X: y\nz\r\n"
+	c.send(fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk))
 	if r := c.read(); r.code != 250 {
 		t.Fatal(r)
 	}
