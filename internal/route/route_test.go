@@ -121,8 +121,8 @@ func TestResolve(t *testing.T) {
 		{"fwd@example.org", "remote:someone@remote.example", 0, "", true},                     // forwarding is not relaying
 		{"chain@example.org", "acct:pp", 0, "", true},                                         // re-resolved
 		{"viaaddr@example.org", "acct:pp", 0, "", true},                                       // alias to a local address
-		{"bob+x@catchall.example", "acct:bob", 0, "", true}, // %1%3 keeps the detail
-		{"pp+shop@example.org", "acct:bob", 0, "", true}, // virtusertable user+* before user@
+		{"bob+x@catchall.example", "acct:bob", 0, "", true},                                   // %1%3 keeps the detail
+		{"pp+shop@example.org", "acct:bob", 0, "", true},                                      // virtusertable user+* before user@
 		{"announce@example.org", "acct:bob acct:pp remote:carol@elsewhere.example", 0, "", true},
 		{"self@example.org", "acct:bob", 0, "", true}, // "self" is no account: the loop branch is dropped
 		{"mixed@example.org", "acct:pp", 0, "", true}, // one bad member does not refuse the list
