@@ -313,8 +313,6 @@ func (p *posthorn) start(dir string) (string, error) {
 	cfgPath := filepath.Join(dir, "posthorn.toml")
 	cfg, _ := os.ReadFile(cfgPath)
 	text := strings.Replace(string(cfg), `listen = ["0.0.0.0:25", "[::]:25"]`, fmt.Sprintf("listen = %q", addr), 1)
-	text += "\nlog_level = \"warn\"\n"
-	text = strings.Replace(text, "# log_level = \"info\"   # debug, info, warn, error\n", "", 1)
 	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 		return "", err
 	}
@@ -324,7 +322,13 @@ func (p *posthorn) start(dir string) (string, error) {
 		return "", fmt.Errorf("posthorn user add: %v: %s", err, out)
 	}
 	p.cmd = exec.Command(p.bin, "serve", "--config", cfgPath)
-	p.cmd.Stderr = os.Stderr
+	// Its log, one line per transaction as Postfix writes its maillog.
+	logFile, err := os.Create(filepath.Join(dir, "posthorn.log"))
+	if err != nil {
+		return "", err
+	}
+	defer logFile.Close()
+	p.cmd.Stderr = logFile
 	if err := p.cmd.Start(); err != nil {
 		return "", err
 	}
@@ -435,8 +439,10 @@ service lmtp {
 	if err := os.WriteFile(p.dcConf, []byte(dovecotConf), 0o644); err != nil {
 		return "", err
 	}
-	if out, err := exec.Command("dovecot", "-c", p.dcConf).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dovecot: %v: %s", err, out)
+	// Dovecot forks into the background; its output goes to log_path, and a
+	// pipe here would be held open by the daemon.
+	if err := exec.Command("dovecot", "-c", p.dcConf).Run(); err != nil {
+		return "", fmt.Errorf("dovecot: %v (see %s/dovecot.log)", err, dc)
 	}
 
 	p.pfConf = filepath.Join(dir, "pf")

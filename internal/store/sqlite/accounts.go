@@ -23,7 +23,7 @@ func (s *Store) CreateAccount(ctx context.Context, name, passwordHash string) (*
 		return nil, fmt.Errorf("%w: account %q", store.ErrInvalidName, name)
 	}
 	acct := &store.Account{Name: name, PasswordHash: passwordHash, Created: time.Unix(now(), 0)}
-	err := s.write(ctx, &writeReq{fn: func(tx *sql.Tx) error {
+	err := s.write(ctx, &writeReq{fn: func(tx *wtx) error {
 		var exists int
 		if err := tx.QueryRow("SELECT count(*) FROM accounts WHERE name = ?", name).Scan(&exists); err != nil {
 			return err
@@ -49,7 +49,8 @@ func (s *Store) CreateAccount(ctx context.Context, name, passwordHash string) (*
 	return acct, nil
 }
 
-const accountColumns = "id, name, password_hash, quota_bytes, used_bytes, admin, created"
+// accountColumns reads an account; its usage is the sum of its mailboxes' sizes.
+const accountColumns = "id, name, password_hash, quota_bytes, (SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = accounts.id), admin, created"
 
 func scanAccount(row interface{ Scan(...any) error }) (*store.Account, error) {
 	var a store.Account
@@ -63,7 +64,7 @@ func scanAccount(row interface{ Scan(...any) error }) (*store.Account, error) {
 
 // GetAccount returns an account by name.
 func (s *Store) GetAccount(ctx context.Context, name string) (*store.Account, error) {
-	a, err := scanAccount(s.rdb.QueryRowContext(ctx, "SELECT "+accountColumns+" FROM accounts WHERE name = ?", strings.ToLower(name)))
+	a, err := scanAccount(s.rQueryRow(ctx, "SELECT "+accountColumns+" FROM accounts WHERE name = ?", strings.ToLower(name)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: account %q", store.ErrNotFound, name)
 	}
@@ -72,7 +73,7 @@ func (s *Store) GetAccount(ctx context.Context, name string) (*store.Account, er
 
 // ListAccounts returns every account, by name.
 func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+accountColumns+" FROM accounts ORDER BY name")
+	rows, err := s.rQuery(ctx, "SELECT "+accountColumns+" FROM accounts ORDER BY name")
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,8 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 
 // updateAccount runs one UPDATE on an account and reports ErrNotFound.
 func (s *Store) updateAccount(ctx context.Context, name, set string, arg any) error {
-	return s.write(ctx, &writeReq{fn: func(tx *sql.Tx) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
+		s.targets.clear() // mailboxes or accounts change
 		res, err := tx.Exec("UPDATE accounts SET "+set+" = ? WHERE name = ?", arg, name)
 		if err != nil {
 			return err
@@ -120,7 +122,8 @@ func (s *Store) SetAdmin(ctx context.Context, name string, admin bool) error {
 // DeleteAccount removes an account with its mailboxes and messages.
 func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 	req := &writeReq{trash: true}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
+		s.targets.clear() // mailboxes or accounts change
 		var id int64
 		if err := tx.QueryRow("SELECT id FROM accounts WHERE name = ?", name).Scan(&id); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {

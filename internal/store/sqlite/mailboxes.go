@@ -48,7 +48,7 @@ func truncate(s string) string {
 // nextUIDValidity returns a UIDVALIDITY that no mailbox had before: the time
 // in seconds, or one more than the last one given, whichever is greater, so
 // that a mailbox deleted and created again gets a new one (RFC 9051 2.3.1.1).
-func nextUIDValidity(tx *sql.Tx) (uint32, error) {
+func nextUIDValidity(tx *wtx) (uint32, error) {
 	var last int64
 	if err := tx.QueryRow("SELECT value FROM meta WHERE key = 'uidvalidity'").Scan(&last); err != nil {
 		return 0, err
@@ -63,7 +63,7 @@ func nextUIDValidity(tx *sql.Tx) (uint32, error) {
 	return uint32(v), nil
 }
 
-func createMailbox(tx *sql.Tx, accountID int64, name, specialUse string) (int64, error) {
+func createMailbox(tx *wtx, accountID int64, name, specialUse string) (int64, error) {
 	uv, err := nextUIDValidity(tx)
 	if err != nil {
 		return 0, err
@@ -89,7 +89,7 @@ func scanMailbox(row interface{ Scan(...any) error }) (*store.Mailbox, error) {
 
 // ListMailboxes returns an account's mailboxes by name.
 func (s *Store) ListMailboxes(ctx context.Context, accountID int64) ([]store.Mailbox, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
+	rows, err := s.rQuery(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (s *Store) GetMailbox(ctx context.Context, accountID int64, name string) (*
 	if err != nil {
 		return nil, err
 	}
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE account_id = ? AND name = ?", accountID, n))
+	m, err := scanMailbox(s.rQueryRow(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE account_id = ? AND name = ?", accountID, n))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: mailbox %q", store.ErrNotFound, truncate(name))
 	}
@@ -121,7 +121,7 @@ func (s *Store) GetMailbox(ctx context.Context, accountID int64, name string) (*
 // GetMailboxByID returns a mailbox by ID. Callers that got the ID from a client
 // must check AccountID against the logged-in account.
 func (s *Store) GetMailboxByID(ctx context.Context, mailboxID int64) (*store.Mailbox, error) {
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE id = ?", mailboxID))
+	m, err := scanMailbox(s.rQueryRow(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE id = ?", mailboxID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: mailbox %d", store.ErrNotFound, mailboxID)
 	}
@@ -141,7 +141,7 @@ func (s *Store) CreateMailbox(ctx context.Context, accountID int64, name, specia
 	}
 	req := &writeReq{}
 	var id int64
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
 		var exists int
 		if err := tx.QueryRow("SELECT count(*) FROM mailboxes WHERE account_id = ? AND name = ?", accountID, n).Scan(&exists); err != nil {
 			return err
@@ -181,7 +181,8 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, oldName, new
 		return fmt.Errorf("%w: cannot rename %q to %q", store.ErrInvalidName, truncate(from), truncate(to))
 	}
 	req := &writeReq{}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
+		s.targets.clear() // mailboxes or accounts change
 		var srcID int64
 		if err := tx.QueryRow("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", accountID, from).Scan(&srcID); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -262,7 +263,8 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 		return fmt.Errorf("%w: INBOX cannot be deleted", store.ErrInvalidName)
 	}
 	req := &writeReq{trash: true}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
+		s.targets.clear() // mailboxes or accounts change
 		var id int64
 		if err := tx.QueryRow("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", accountID, n).Scan(&id); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -291,7 +293,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, &writeReq{fn: func(tx *sql.Tx) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
 		res, err := tx.Exec("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?", subscribed, accountID, n)
 		if err != nil {
 			return err
@@ -303,7 +305,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 	}})
 }
 
-func allUIDs(tx *sql.Tx, mailboxID int64) ([]uint32, error) {
+func allUIDs(tx *wtx, mailboxID int64) ([]uint32, error) {
 	rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
 	if err != nil {
 		return nil, err

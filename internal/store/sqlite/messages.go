@@ -146,9 +146,8 @@ func (s *Store) discard(p *preparedBody) {
 	}
 }
 
-// insertBlob adds the bytes with no references yet; the rows that refer to
-// it count themselves in (triggers).
-func insertBlob(tx *sql.Tx, p *preparedBody) (int64, error) {
+// insertBlob adds the bytes with the number of rows that will refer to them.
+func insertBlob(tx *wtx, p *preparedBody, refs int) (int64, error) {
 	var file any
 	if p.fileID != "" {
 		file = p.fileID
@@ -160,26 +159,25 @@ func insertBlob(tx *sql.Tx, p *preparedBody) (int64, error) {
 			data = []byte{}
 		}
 	}
-	res, err := tx.Exec("INSERT INTO blobs(refs, size, sha256, data, file) VALUES (0, ?, ?, ?, ?)", p.size, p.sum, data, file)
+	res, err := tx.Exec(qInsertBlob, refs, p.size, p.sum, data, file)
 	if err != nil {
 		return 0, err
 	}
 	return res.LastInsertId()
 }
 
-// dropIfUnused removes a blob row nobody referred to in the end.
-func dropIfUnused(tx *sql.Tx, blobID int64) error {
-	if _, err := tx.Exec("INSERT INTO blob_trash(file) SELECT file FROM blobs WHERE id = ? AND refs <= 0 AND file IS NOT NULL", blobID); err != nil {
-		return err
-	}
-	_, err := tx.Exec("DELETE FROM blobs WHERE id = ? AND refs <= 0", blobID)
+// setRefs corrects the reference count of a blob made with more references
+// than were made in the end; with none it is removed (its file after the
+// commit, see blobs_unreferenced).
+func setRefs(tx *wtx, blobID int64, refs int) error {
+	_, err := tx.Exec(qSetRefs, refs, blobID)
 	return err
 }
 
 // allocUIDs takes n UIDs and one new MODSEQ from a mailbox.
-func allocUIDs(tx *sql.Tx, mailboxID int64, n int) (first uint32, modseq uint64, err error) {
+func allocUIDs(tx *wtx, mailboxID int64, n int) (first uint32, modseq uint64, err error) {
 	var next uint32
-	err = tx.QueryRow("UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING uidnext, highestmodseq",
+	err = tx.QueryRow(qAllocUIDs,
 		n, mailboxID).Scan(&next, &modseq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, fmt.Errorf("%w: mailbox %d", store.ErrNotFound, mailboxID)
@@ -188,31 +186,59 @@ func allocUIDs(tx *sql.Tx, mailboxID int64, n int) (first uint32, modseq uint64,
 }
 
 // newModSeq takes a new MODSEQ from a mailbox.
-func newModSeq(tx *sql.Tx, mailboxID int64) (uint64, error) {
+func newModSeq(tx *wtx, mailboxID int64) (uint64, error) {
 	var m uint64
-	err := tx.QueryRow("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq", mailboxID).Scan(&m)
+	err := tx.QueryRow(qNewModSeq, mailboxID).Scan(&m)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("%w: mailbox %d", store.ErrNotFound, mailboxID)
 	}
 	return m, err
 }
 
-// mailboxAccount returns a mailbox's account and whether size more bytes fit
+// usedBytes is an account's usage: the sum of its mailboxes' sizes.
+func usedBytes(tx *wtx, accountID int64) (int64, error) {
+	var used int64
+	err := tx.QueryRow(qUsedBytes, accountID).Scan(&used)
+	return used, err
+}
+
+// mailboxQuota returns a mailbox's account and whether size more bytes fit
 // in its quota.
-func mailboxQuota(tx *sql.Tx, mailboxID, size int64) (accountID int64, fits bool, err error) {
-	var quota, used int64
-	err = tx.QueryRow("SELECT a.id, a.quota_bytes, a.used_bytes FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE m.id = ?",
-		mailboxID).Scan(&accountID, &quota, &used)
+func mailboxQuota(tx *wtx, mailboxID, size int64) (accountID int64, fits bool, err error) {
+	var quota int64
+	err = tx.QueryRow(qMailboxAccount, mailboxID).Scan(&accountID, &quota)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, fmt.Errorf("%w: mailbox %d", store.ErrNotFound, mailboxID)
 	}
-	return accountID, quota <= 0 || used+size <= quota, err
+	if err != nil || quota <= 0 || size == 0 {
+		return accountID, true, err
+	}
+	used, err := usedBytes(tx, accountID)
+	return accountID, used+size <= quota, err
 }
 
-func insertMessage(tx *sql.Tx, mailboxID int64, uid uint32, modseq uint64, bits int64, kws string, date time.Time, size, blobID int64, meta []byte) error {
+// addMessage takes the next UID and a new MODSEQ for one message, and counts
+// it in the mailbox, in one UPDATE.
+func addMessage(tx *wtx, mailboxID int64, bits, size int64) (uint32, uint64, error) {
+	var next uint32
+	var modseq uint64
+	err := tx.QueryRow(qAddMessage, boolInt(bits&1 == 0), boolInt(bits&8 != 0), size, mailboxID).Scan(&next, &modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, fmt.Errorf("%w: mailbox %d", store.ErrNotFound, mailboxID)
+	}
+	return next - 1, modseq, err
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func insertMessage(tx *wtx, mailboxID int64, uid uint32, modseq uint64, bits int64, kws string, date time.Time, size, blobID int64, meta []byte) error {
 	_, offset := date.Zone()
-	_, err := tx.Exec(`INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internal_date, internal_tz, save_date, size, blob_id, meta)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.Exec(qInsertMessage,
 		mailboxID, uid, modseq, bits, kws, date.Unix(), offset, now(), size, blobID, meta)
 	return err
 }
@@ -228,13 +254,20 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) (*store.Delivery
 		date = time.Now()
 	}
 	res := &store.DeliveryResult{Local: make([]store.TargetResult, len(d.Local))}
-	req := &writeReq{trash: true}
-	req.fn = func(tx *sql.Tx) error {
+	req := &writeReq{fast: true}
+	req.fn = func(tx *wtx) error {
 		req.changes = req.changes[:0]
-		blobID, err := insertBlob(tx, body)
+		// The blob is made with the references it should get; the count is
+		// corrected below in the rare case that a target cannot take it.
+		expect := len(d.Local)
+		if len(d.Remote) > 0 {
+			expect++
+		}
+		blobID, err := insertBlob(tx, body, expect)
 		if err != nil {
 			return err
 		}
+		refs := 0
 		for i, t := range d.Local {
 			res.Local[i] = store.TargetResult{}
 			mbName := t.Mailbox
@@ -246,30 +279,47 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) (*store.Delivery
 				res.Local[i].Err = err
 				continue
 			}
-			var mbID, accountID, quota, used int64
-			var uv uint32
-			err = tx.QueryRow(`SELECT m.id, m.uidvalidity, a.id, a.quota_bytes, a.used_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id
-				WHERE a.name = ? AND m.name = ?`, t.Account, mbName).Scan(&mbID, &uv, &accountID, &quota, &used)
-			if errors.Is(err, sql.ErrNoRows) {
-				res.Local[i].Err = fmt.Errorf("%w: %s/%s", store.ErrNotFound, t.Account, mbName)
+			tg, err := s.targets.lookup(tx, t.Account, mbName)
+			if errors.Is(err, store.ErrNotFound) {
+				res.Local[i].Err = err
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if quota > 0 && used+body.size > quota {
-				res.Local[i].Err = fmt.Errorf("%w: account %s", store.ErrOverQuota, t.Account)
-				continue
-			}
-			uid, modseq, err := allocUIDs(tx, mbID, 1)
-			if err != nil {
-				return err
+			mbID, uv, accountID, quota := tg.mailboxID, tg.uidValidity, tg.accountID, tg.quota
+			if quota > 0 {
+				used, err := usedBytes(tx, accountID)
+				if err != nil {
+					return err
+				}
+				if used+body.size > quota {
+					res.Local[i].Err = fmt.Errorf("%w: account %s", store.ErrOverQuota, t.Account)
+					continue
+				}
 			}
 			bits, kws := encodeFlags(t.Flags)
+			uid, modseq, err := addMessage(tx, mbID, bits, body.size)
+			if errors.Is(err, store.ErrNotFound) {
+				// The cached mailbox went away (another process): look again.
+				s.targets.clear()
+				if tg, err = s.targets.lookup(tx, t.Account, mbName); err == nil {
+					mbID, uv, accountID = tg.mailboxID, tg.uidValidity, tg.accountID
+					uid, modseq, err = addMessage(tx, mbID, bits, body.size)
+				}
+				if errors.Is(err, store.ErrNotFound) {
+					res.Local[i].Err = err
+					continue
+				}
+			}
+			if err != nil {
+				return err
+			}
 			if err := insertMessage(tx, mbID, uid, modseq, bits, kws, date, body.size, blobID, d.Meta); err != nil {
 				return err
 			}
 			res.Local[i] = store.TargetResult{MailboxID: mbID, UIDValidity: uv, UID: uid}
+			refs++
 			req.changes = append(req.changes, store.Change{AccountID: accountID, MailboxID: mbID, Kind: store.ChangeNew, UIDs: []uint32{uid}, ModSeq: modseq})
 		}
 		res.QueueID = ""
@@ -279,19 +329,24 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) (*store.Delivery
 				id = newQueueID()
 			}
 			t := now()
-			if _, err := tx.Exec("INSERT INTO queue(id, sender, envid, ret, created, next_attempt, size, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			if _, err := tx.Exec(qInsertQueue,
 				id, d.From, d.EnvID, d.Ret, t, t, body.size, blobID); err != nil {
 				return err
 			}
 			for _, r := range d.Remote {
-				if _, err := tx.Exec("INSERT OR IGNORE INTO queue_rcpts(queue_id, address, orcpt, notify, status) VALUES (?, ?, ?, ?, ?)",
+				if _, err := tx.Exec(qInsertQueueRcpt,
 					id, r.Address, r.ORCPT, r.Notify, store.RcptPending); err != nil {
 					return err
 				}
 			}
 			res.QueueID = id
+			refs++
 		}
-		return dropIfUnused(tx, blobID)
+		if refs == expect {
+			return nil
+		}
+		req.trash = refs == 0
+		return setRefs(tx, blobID, refs)
 	}
 	if err := s.write(ctx, req); err != nil {
 		s.discard(body)
@@ -314,8 +369,8 @@ func (s *Store) Append(ctx context.Context, mailboxID int64, b store.Body, meta 
 	}
 	bits, kws := encodeFlags(flags)
 	info := store.MessageInfo{MailboxID: mailboxID, Flags: decodeFlags(bits, kws), InternalDate: date, Size: body.size, Meta: meta}
-	req := &writeReq{trash: true}
-	req.fn = func(tx *sql.Tx) error {
+	req := &writeReq{fast: true}
+	req.fn = func(tx *wtx) error {
 		accountID, fits, err := mailboxQuota(tx, mailboxID, body.size)
 		if err != nil {
 			return err
@@ -323,11 +378,11 @@ func (s *Store) Append(ctx context.Context, mailboxID int64, b store.Body, meta 
 		if !fits {
 			return store.ErrOverQuota
 		}
-		blobID, err := insertBlob(tx, body)
+		blobID, err := insertBlob(tx, body, 1)
 		if err != nil {
 			return err
 		}
-		uid, modseq, err := allocUIDs(tx, mailboxID, 1)
+		uid, modseq, err := addMessage(tx, mailboxID, bits, body.size)
 		if err != nil {
 			return err
 		}
@@ -380,7 +435,7 @@ func (s *Store) ListMessages(ctx context.Context, mailboxID int64, changedSince 
 	if withMeta {
 		cols += ", meta"
 	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+cols+" FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, changedSince)
+	rows, err := s.rQuery(ctx, "SELECT "+cols+" FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, changedSince)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +453,7 @@ func (s *Store) ListMessages(ctx context.Context, mailboxID int64, changedSince 
 
 // GetMessage returns one message.
 func (s *Store) GetMessage(ctx context.Context, mailboxID int64, uid uint32) (*store.MessageInfo, error) {
-	m, err := scanMessage(s.rdb.QueryRowContext(ctx, "SELECT "+messageColumns+", meta FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, uid), mailboxID, true)
+	m, err := scanMessage(s.rQueryRow(ctx, "SELECT "+messageColumns+", meta FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, uid), mailboxID, true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: message %d", store.ErrNotFound, uid)
 	}
@@ -417,7 +472,7 @@ func (memReader) Close() error { return nil }
 func (s *Store) OpenMessage(ctx context.Context, mailboxID int64, uid uint32) (store.MessageReader, error) {
 	var data []byte
 	var file sql.NullString
-	err := s.rdb.QueryRowContext(ctx, "SELECT b.data, b.file FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?",
+	err := s.rQueryRow(ctx, "SELECT b.data, b.file FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?",
 		mailboxID, uid).Scan(&data, &file)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: message %d", store.ErrNotFound, uid)
@@ -452,7 +507,7 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 	var changed []store.MessageInfo
 	var modified []uint32
 	req := &writeReq{}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
 		changed, modified = changed[:0], modified[:0]
 		accountID, _, err := mailboxQuota(tx, mailboxID, 0)
 		if err != nil {
@@ -548,7 +603,7 @@ func removeKeywords(kws, remove []string) []string {
 }
 
 // expungeTx removes messages and records them for VANISHED.
-func expungeTx(tx *sql.Tx, mailboxID int64, uids []uint32) ([]uint32, uint64, error) {
+func expungeTx(tx *wtx, mailboxID int64, uids []uint32) ([]uint32, uint64, error) {
 	var rows *sql.Rows
 	var err error
 	if uids == nil {
@@ -590,7 +645,7 @@ func expungeTx(tx *sql.Tx, mailboxID int64, uids []uint32) ([]uint32, uint64, er
 func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var gone []uint32
 	req := &writeReq{trash: true}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
 		accountID, _, err := mailboxQuota(tx, mailboxID, 0)
 		if err != nil {
 			return err
@@ -611,7 +666,7 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 
 // copyTx copies messages to another mailbox of the same account.
 // checkQuota is false for a move, which does not change the account's usage.
-func (s *Store) copyTx(tx *sql.Tx, src int64, uids []uint32, dst int64, checkQuota bool) (srcDone, dstUIDs []uint32, changes []store.Change, err error) {
+func (s *Store) copyTx(tx *wtx, src int64, uids []uint32, dst int64, checkQuota bool) (srcDone, dstUIDs []uint32, changes []store.Change, err error) {
 	var srcAcct, dstAcct int64
 	if err := tx.QueryRow("SELECT account_id FROM mailboxes WHERE id = ?", src).Scan(&srcAcct); err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: mailbox %d", store.ErrNotFound, src)
@@ -635,17 +690,24 @@ func (s *Store) copyTx(tx *sql.Tx, src int64, uids []uint32, dst int64, checkQuo
 			return nil, nil, nil, store.ErrOverQuota
 		}
 	}
-	rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", src, uidList(uids))
+	rows, err := tx.Query("SELECT uid, flags, size, blob_id FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", src, uidList(uids))
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	var blobs []int64
+	var unseen, deleted, total int64
 	for rows.Next() {
 		var u uint32
-		if err := rows.Scan(&u); err != nil {
+		var bits, size, blobID int64
+		if err := rows.Scan(&u, &bits, &size, &blobID); err != nil {
 			rows.Close()
 			return nil, nil, nil, err
 		}
 		srcDone = append(srcDone, u)
+		blobs = append(blobs, blobID)
+		unseen += boolInt(bits&1 == 0)
+		deleted += boolInt(bits&8 != 0)
+		total += size
 	}
 	rows.Close()
 	if len(srcDone) == 0 {
@@ -668,7 +730,14 @@ func (s *Store) copyTx(tx *sql.Tx, src int64, uids []uint32, dst int64, checkQuo
 		if _, err := stmt.Exec(dst, nu, modseq, t, src, u); err != nil {
 			return nil, nil, nil, err
 		}
+		if _, err := tx.Exec("UPDATE blobs SET refs = refs + 1 WHERE id = ?", blobs[i]); err != nil {
+			return nil, nil, nil, err
+		}
 		dstUIDs = append(dstUIDs, nu)
+	}
+	if _, err := tx.Exec("UPDATE mailboxes SET messages = messages + ?, unseen = unseen + ?, deleted = deleted + ?, size = size + ? WHERE id = ?",
+		len(srcDone), unseen, deleted, total, dst); err != nil {
+		return nil, nil, nil, err
 	}
 	changes = []store.Change{{AccountID: dstAcct, MailboxID: dst, Kind: store.ChangeNew, UIDs: dstUIDs, ModSeq: modseq}}
 	return srcDone, dstUIDs, changes, nil
@@ -678,7 +747,7 @@ func (s *Store) copyTx(tx *sql.Tx, src int64, uids []uint32, dst int64, checkQuo
 func (s *Store) Copy(ctx context.Context, src int64, uids []uint32, dst int64) ([]uint32, []uint32, error) {
 	var srcDone, dstUIDs []uint32
 	req := &writeReq{}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
 		var err error
 		srcDone, dstUIDs, req.changes, err = s.copyTx(tx, src, uids, dst, true)
 		return err
@@ -690,7 +759,7 @@ func (s *Store) Copy(ctx context.Context, src int64, uids []uint32, dst int64) (
 }
 
 // moveTx is copyTx then the expunge of the sources.
-func (s *Store) moveTx(tx *sql.Tx, src int64, uids []uint32, dst int64) ([]uint32, []uint32, []store.Change, error) {
+func (s *Store) moveTx(tx *wtx, src int64, uids []uint32, dst int64) ([]uint32, []uint32, []store.Change, error) {
 	srcDone, dstUIDs, changes, err := s.copyTx(tx, src, uids, dst, false)
 	if err != nil || len(srcDone) == 0 {
 		return nil, nil, changes, err
@@ -707,7 +776,7 @@ func (s *Store) moveTx(tx *sql.Tx, src int64, uids []uint32, dst int64) ([]uint3
 func (s *Store) Move(ctx context.Context, src int64, uids []uint32, dst int64) ([]uint32, []uint32, error) {
 	var srcDone, dstUIDs []uint32
 	req := &writeReq{trash: true}
-	req.fn = func(tx *sql.Tx) error {
+	req.fn = func(tx *wtx) error {
 		var err error
 		srcDone, dstUIDs, req.changes, err = s.moveTx(tx, src, uids, dst)
 		return err
@@ -720,7 +789,7 @@ func (s *Store) Move(ctx context.Context, src int64, uids []uint32, dst int64) (
 
 // Vanished returns UIDs expunged after sinceModSeq (QRESYNC).
 func (s *Store) Vanished(ctx context.Context, mailboxID int64, sinceModSeq uint64) ([]uint32, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, sinceModSeq)
+	rows, err := s.rQuery(ctx, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, sinceModSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -737,3 +806,49 @@ func (s *Store) Vanished(ctx context.Context, mailboxID int64, sinceModSeq uint6
 }
 
 func readerOf(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// targetCache remembers where deliveries for an account's mailbox go, so that
+// a delivery does not look the account and the mailbox up each time. Only the
+// writer goroutine uses it. Entries live targetCacheTTL (another process may
+// change accounts), and the cache is cleared whenever this store changes
+// mailboxes or accounts. A mailbox deleted meanwhile by another process is
+// caught by addMessage (ErrNotFound), which clears the cache: the group then
+// runs again and looks it up afresh.
+type targetCache struct {
+	m map[string]deliveryTarget
+}
+
+type deliveryTarget struct {
+	mailboxID, accountID, quota int64
+	uidValidity                 uint32
+	at                          time.Time
+}
+
+const (
+	targetCacheTTL = 2 * time.Second
+	targetCacheMax = 10000
+)
+
+func (c *targetCache) clear() { c.m = nil }
+
+func (c *targetCache) lookup(tx *wtx, account, mailbox string) (deliveryTarget, error) {
+	key := account + "\x00" + mailbox
+	now := time.Now()
+	if t, ok := c.m[key]; ok && now.Sub(t.at) < targetCacheTTL {
+		return t, nil
+	}
+	var t deliveryTarget
+	err := tx.QueryRow(qDeliverTarget, account, mailbox).Scan(&t.mailboxID, &t.uidValidity, &t.accountID, &t.quota)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("%w: %s/%s", store.ErrNotFound, account, mailbox)
+	}
+	if err != nil {
+		return t, err
+	}
+	if c.m == nil || len(c.m) >= targetCacheMax {
+		c.m = map[string]deliveryTarget{}
+	}
+	t.at = now
+	c.m[key] = t
+	return t, nil
+}

@@ -23,7 +23,7 @@ func newQueueID() string {
 
 // ListQueue returns every queue entry, oldest first.
 func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue ORDER BY created, id")
+	rows, err := s.rQuery(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue ORDER BY created, id")
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func scanQueue(row interface{ Scan(...any) error }) (*store.QueueEntry, error) {
 }
 
 func (s *Store) queueRecipients(ctx context.Context, id string) ([]store.QueueRecipientState, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT address, orcpt, notify, status, attempts, last_error, last_try FROM queue_rcpts WHERE queue_id = ? ORDER BY address", id)
+	rows, err := s.rQuery(ctx, "SELECT address, orcpt, notify, status, attempts, last_error, last_try FROM queue_rcpts WHERE queue_id = ? ORDER BY address", id)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ func (s *Store) queueRecipients(ctx context.Context, id string) ([]store.QueueRe
 
 // GetQueueEntry returns one queue entry.
 func (s *Store) GetQueueEntry(ctx context.Context, id string) (*store.QueueEntry, error) {
-	e, err := scanQueue(s.rdb.QueryRowContext(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue WHERE id = ?", id))
+	e, err := scanQueue(s.rQueryRow(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
 	}
@@ -99,7 +99,7 @@ func (s *Store) GetQueueEntry(ctx context.Context, id string) (*store.QueueEntry
 func (s *Store) OpenQueueMessage(ctx context.Context, id string) (store.MessageReader, error) {
 	var data []byte
 	var file sql.NullString
-	err := s.rdb.QueryRowContext(ctx, "SELECT b.data, b.file FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?", id).Scan(&data, &file)
+	err := s.rQueryRow(ctx, "SELECT b.data, b.file FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?", id).Scan(&data, &file)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
 	}
@@ -111,7 +111,7 @@ func (s *Store) OpenQueueMessage(ctx context.Context, id string) (store.MessageR
 
 // UpdateQueueRecipients records delivery attempts.
 func (s *Store) UpdateQueueRecipients(ctx context.Context, id string, states []store.QueueRecipientState, nextAttempt time.Time) error {
-	return s.write(ctx, &writeReq{fn: func(tx *sql.Tx) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
 		res, err := tx.Exec("UPDATE queue SET next_attempt = ? WHERE id = ?", nextAttempt.Unix(), id)
 		if err != nil {
 			return err
@@ -135,7 +135,7 @@ func (s *Store) UpdateQueueRecipients(ctx context.Context, id string, states []s
 
 // DeleteQueueEntry removes a queue entry.
 func (s *Store) DeleteQueueEntry(ctx context.Context, id string) error {
-	return s.write(ctx, &writeReq{trash: true, fn: func(tx *sql.Tx) error {
+	return s.write(ctx, &writeReq{trash: true, fn: func(tx *wtx) error {
 		res, err := tx.Exec("DELETE FROM queue WHERE id = ?", id)
 		if err != nil {
 			return err
@@ -153,7 +153,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
 	// Every blob's bytes are there and match their size and hash.
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, size, sha256, data IS NOT NULL, file FROM blobs")
+	rows, err := s.rQuery(ctx, "SELECT id, size, sha256, data IS NOT NULL, file FROM blobs")
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 			r = fr
 		} else {
 			var data []byte
-			if err := s.rdb.QueryRowContext(ctx, "SELECT data FROM blobs WHERE id = ?", b.id).Scan(&data); err != nil {
+			if err := s.rQueryRow(ctx, "SELECT data FROM blobs WHERE id = ?", b.id).Scan(&data); err != nil {
 				return nil, err
 			}
 			r = memReader{readerOf(data)}
@@ -209,14 +209,14 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 		{"SELECT m.mailbox_id || ':' || m.uid FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.modseq > b.highestmodseq", "message %s: MODSEQ above HIGHESTMODSEQ"},
 		{"SELECT mailbox_id || ':' || uid FROM messages WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)", "message %s: no such mailbox"},
 		{"SELECT m.mailbox_id || ':' || m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.size != b.size", "message %s: size differs from its bytes"},
-		{`SELECT id FROM blobs b WHERE refs != (SELECT count(*) FROM messages WHERE blob_id = b.id) + (SELECT count(*) FROM queue WHERE blob_id = b.id)`, "blob %s: reference count is wrong"},
-		{`SELECT b.id FROM mailboxes b WHERE messages != (SELECT count(*) FROM messages WHERE mailbox_id = b.id)
-			OR unseen != (SELECT count(*) FROM messages WHERE mailbox_id = b.id AND (flags & 1) = 0)
-			OR deleted != (SELECT count(*) FROM messages WHERE mailbox_id = b.id AND (flags & 8) != 0)
-			OR size != (SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = b.id)`, "mailbox %s: counters do not match its messages"},
-		{`SELECT a.name FROM accounts a WHERE used_bytes != (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = a.id)`, "account %s: used bytes do not match its messages"},
+		{`SELECT b.id FROM blobs b LEFT JOIN (SELECT blob_id, count(*) AS n FROM (SELECT blob_id FROM messages UNION ALL SELECT blob_id FROM queue) GROUP BY blob_id) r
+			ON r.blob_id = b.id WHERE b.refs != coalesce(r.n, 0)`, "blob %s: reference count is wrong"},
+		{`SELECT b.id FROM mailboxes b LEFT JOIN (SELECT mailbox_id, count(*) AS n, sum((flags & 1) = 0) AS unseen,
+				sum((flags & 8) != 0) AS deleted, sum(size) AS size FROM messages GROUP BY mailbox_id) m ON m.mailbox_id = b.id
+			WHERE b.messages != coalesce(m.n, 0) OR b.unseen != coalesce(m.unseen, 0) OR b.deleted != coalesce(m.deleted, 0) OR b.size != coalesce(m.size, 0)`,
+			"mailbox %s: counters do not match its messages"},
 	} {
-		rows, err := s.rdb.QueryContext(ctx, q.sql)
+		rows, err := s.rQuery(ctx, q.sql)
 		if err != nil {
 			return nil, fmt.Errorf("store check: %w", err)
 		}
@@ -231,7 +231,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 		rows.Close()
 	}
 	var ic string
-	if err := s.rdb.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ic); err != nil {
+	if err := s.rQueryRow(ctx, "PRAGMA quick_check").Scan(&ic); err != nil {
 		return nil, err
 	}
 	if ic != "ok" {

@@ -3,9 +3,13 @@ package sqlite
 // schemaVersion is kept in PRAGMA user_version.
 const schemaVersion = 1
 
-// schema is the database at version 1. Counters of mailboxes and accounts, and
-// the reference counts of blobs, are kept by triggers in the same transaction
-// as the change, so that they cannot drift from the rows they count.
+// schema is the database at version 1. The counters of a mailbox and the
+// reference count of a blob change in the same transaction as the messages
+// they count: on insert the code that inserts sets them (a delivery bumps the
+// mailbox counters in the UPDATE that takes its UID, and creates its blob with
+// its number of references: fewer B-tree operations on the hot path); on
+// delete and on a change of flags, triggers do. An account's usage is the sum
+// of its mailboxes' sizes. Check verifies all of them.
 const schema = `
 CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
@@ -18,7 +22,6 @@ CREATE TABLE accounts (
 	name          TEXT NOT NULL UNIQUE,
 	password_hash TEXT NOT NULL,
 	quota_bytes   INTEGER NOT NULL DEFAULT 0,
-	used_bytes    INTEGER NOT NULL DEFAULT 0,
 	admin         INTEGER NOT NULL DEFAULT 0,
 	created       INTEGER NOT NULL
 );
@@ -69,7 +72,6 @@ CREATE TABLE messages (
 	PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
-CREATE INDEX messages_blob ON messages(blob_id);
 
 CREATE TABLE expunged (
 	mailbox_id INTEGER NOT NULL,
@@ -104,25 +106,12 @@ CREATE TABLE queue_rcpts (
 ) WITHOUT ROWID;
 
 -- Bit 0 of flags is \Seen, bit 3 \Deleted (see flagBits).
-CREATE TRIGGER messages_insert AFTER INSERT ON messages BEGIN
-	UPDATE mailboxes SET messages = messages + 1,
-		unseen = unseen + ((NEW.flags & 1) = 0),
-		deleted = deleted + ((NEW.flags & 8) != 0),
-		size = size + NEW.size
-	WHERE id = NEW.mailbox_id;
-	UPDATE accounts SET used_bytes = used_bytes + NEW.size
-	WHERE id = (SELECT account_id FROM mailboxes WHERE id = NEW.mailbox_id);
-	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
-END;
-
 CREATE TRIGGER messages_delete AFTER DELETE ON messages BEGIN
 	UPDATE mailboxes SET messages = messages - 1,
 		unseen = unseen - ((OLD.flags & 1) = 0),
 		deleted = deleted - ((OLD.flags & 8) != 0),
 		size = size - OLD.size
 	WHERE id = OLD.mailbox_id;
-	UPDATE accounts SET used_bytes = used_bytes - OLD.size
-	WHERE id = (SELECT account_id FROM mailboxes WHERE id = OLD.mailbox_id);
 	UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
 END;
 
@@ -131,10 +120,6 @@ CREATE TRIGGER messages_flags AFTER UPDATE OF flags ON messages BEGIN
 		unseen = unseen - ((OLD.flags & 1) = 0) + ((NEW.flags & 1) = 0),
 		deleted = deleted - ((OLD.flags & 8) != 0) + ((NEW.flags & 8) != 0)
 	WHERE id = NEW.mailbox_id;
-END;
-
-CREATE TRIGGER queue_insert AFTER INSERT ON queue BEGIN
-	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
 END;
 
 CREATE TRIGGER queue_delete AFTER DELETE ON queue BEGIN

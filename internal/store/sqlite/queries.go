@@ -1,0 +1,39 @@
+package sqlite
+
+// The statements of the hot paths (delivery, append, flags), prepared once on
+// the writer's connection.
+const (
+	qSavepoint  = "SAVEPOINT req"
+	qRollbackTo = "ROLLBACK TO req"
+	qRelease    = "RELEASE req"
+	qInsertBlob = "INSERT INTO blobs(refs, size, sha256, data, file) VALUES (?, ?, ?, ?, ?)"
+	qSetRefs    = "UPDATE blobs SET refs = ? WHERE id = ?"
+	qAddMessage = `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
+		messages = messages + 1, unseen = unseen + ?, deleted = deleted + ?, size = size + ?
+		WHERE id = ? RETURNING uidnext, highestmodseq`
+	qUsedBytes       = "SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = ?"
+	qMailboxAccount  = "SELECT a.id, a.quota_bytes FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE m.id = ?"
+	qAllocUIDs       = "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING uidnext, highestmodseq"
+	qNewModSeq       = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq"
+	qInsertQueue     = "INSERT INTO queue(id, sender, envid, ret, created, next_attempt, size, blob_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+	qInsertQueueRcpt = "INSERT OR IGNORE INTO queue_rcpts(queue_id, address, orcpt, notify, status) VALUES (?, ?, ?, ?, ?)"
+	qDeliverTarget   = `SELECT m.id, m.uidvalidity, a.id, a.quota_bytes FROM accounts a JOIN mailboxes m ON m.account_id = a.id
+				WHERE a.name = ? AND m.name = ?`
+	qInsertMessage = `INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internal_date, internal_tz, save_date, size, blob_id, meta)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+var hotWrites = []string{
+	qSavepoint, qRollbackTo, qRelease,
+	qInsertBlob,
+	qSetRefs,
+	qAddMessage,
+	qUsedBytes,
+	qMailboxAccount,
+	qAllocUIDs,
+	qNewModSeq,
+	qInsertQueue,
+	qInsertQueueRcpt,
+	qDeliverTarget,
+	qInsertMessage,
+}
