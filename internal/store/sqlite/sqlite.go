@@ -494,7 +494,7 @@ func (s *Store) syncer() {
 // again from its start. Writing over the log's existing blocks also makes its
 // fsync cheaper: no file size to commit.
 const (
-	checkpointEvery = 2000
+	checkpointEvery = 10000
 	restartAfter    = 64 << 20
 )
 
