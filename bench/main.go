@@ -77,6 +77,9 @@ func main() {
 	if !*keep {
 		defer os.RemoveAll(root)
 	}
+	// Postfix and Dovecot run parts of themselves as their own users, who must
+	// reach their directories in here.
+	os.Chmod(root, 0o755)
 	bin := filepath.Join(root, "posthorn")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/posthorn")
 	build.Dir = moduleRoot()
@@ -464,7 +467,9 @@ service lmtp {
 		}
 		lines = append(lines, l)
 	}
-	lines = append(lines, "postlog unix-dgram n - n - 1 postlogd")
+	if !strings.Contains(string(master), "postlogd") {
+		lines = append(lines, "postlog unix-dgram n - n - 1 postlogd")
+	}
 	if err := os.WriteFile(filepath.Join(p.pfConf, "master.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		return "", err
 	}
@@ -480,13 +485,21 @@ virtual_mailbox_domains = %[2]s
 virtual_transport = lmtp:inet:%[3]s
 mynetworks = 127.0.0.0/8
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-maillog_file = %[1]s/maillog
+maillog_file = /dev/stdout
 smtputf8_enable = no
 `, dir, rcptDomain, lmtpAddr)
 	if err := os.WriteFile(filepath.Join(p.pfConf, "main.cf"), []byte(mainCf), 0o644); err != nil {
 		return "", err
 	}
+	// In the foreground Postfix logs to its standard output (there is no
+	// syslog here); that goes to a file, as its maillog would.
 	p.master = exec.Command("postfix", "-c", p.pfConf, "start-fg")
+	logFile, err := os.Create(filepath.Join(dir, "maillog"))
+	if err != nil {
+		return "", err
+	}
+	defer logFile.Close()
+	p.master.Stdout, p.master.Stderr = logFile, logFile
 	if err := p.master.Start(); err != nil {
 		return "", err
 	}
