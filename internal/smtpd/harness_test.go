@@ -32,7 +32,7 @@ import (
 // harness runs an smtpd.Server on 127.0.0.1 with a real store and real tables
 // in temporary directories.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *smtpd.Server
 	addr    string
 	st      store.Store
@@ -48,6 +48,8 @@ type harnessOpts struct {
 	accounts []string
 	tls      bool
 	config   func(*smtpd.Config)
+	// allowPrograms and allowFiles permit "|command" and "/file" aliases.
+	allowPrograms, allowFiles bool
 }
 
 var defaultTables = map[string]string{
@@ -77,7 +79,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, mapsDir: filepath.Join(dir, "maps"), logs: &syncBuffer{}}
@@ -125,11 +127,14 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		},
 		Tables: w.Current,
 		Router: route.New(route.Config{
-			Hostname: "mx.example.org",
-			Tables:   w.Current,
-			Accounts: accountsOf{st},
+			Hostname:      "mx.example.org",
+			Tables:        w.Current,
+			Accounts:      accountsOf{st},
+			AllowPrograms: o.allowPrograms,
+			AllowFiles:    o.allowFiles,
 		}),
-		Deliverer: &deliver.Deliverer{Store: st, Log: log},
+		Deliverer: &deliver.Deliverer{Store: st, Log: log, AllowPrograms: o.allowPrograms, AllowFiles: o.allowFiles,
+			ProgramTimeout: 5 * time.Second},
 		DNS:       dnsutil.New(h.dns.Addr),
 		Log:       log,
 	}
@@ -227,7 +232,7 @@ func (h *harness) queue() []store.QueueEntry {
 
 // client is a raw SMTP client that checks every reply.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	br   *bufio.Reader
 }

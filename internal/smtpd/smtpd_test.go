@@ -631,3 +631,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// BenchmarkDeliveryOverSMTP is the whole delivery path: a transaction over a
+// loopback connection, parsed, stored durably and acknowledged, from
+// parallel clients.
+func BenchmarkDeliveryOverSMTP(b *testing.B) {
+	h := newHarness(b, harnessOpts{})
+	msg := simpleMessage + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 50)
+	b.SetBytes(int64(len(msg)))
+	b.SetParallelism(10)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := h.dial("")
+		c.hello()
+		for pb.Next() {
+			c.send("MAIL FROM:<a@remote.example>\r\n")
+			if r := c.read(); r.code != 250 {
+				b.Error(r)
+				return
+			}
+			c.send("RCPT TO:<pp@example.org>\r\n")
+			c.read()
+			c.send("DATA\r\n")
+			c.read()
+			c.send(msg + ".\r\n")
+			if r := c.read(); r.code != 250 {
+				b.Error(r)
+				return
+			}
+		}
+	})
+}
