@@ -46,9 +46,9 @@ func FuzzSession(f *testing.F) {
 	f.Cleanup(func() { st.Close() })
 	st.CreateAccount(context.Background(), "pp", "x")
 	srv := &Server{
-		Config: Config{Hostname: "mx.example.org", MaxMessageBytes: 1 << 16, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second, SpoolDir: dir},
-		Tables: w.Current,
-		Router: route.New(route.Config{Hostname: "mx.example.org", Tables: w.Current, Accounts: fuzzAccounts{}}),
+		Config:    Config{Hostname: "mx.example.org", MaxMessageBytes: 1 << 16, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second, SpoolDir: dir},
+		Tables:    w.Current,
+		Router:    route.New(route.Config{Hostname: "mx.example.org", Tables: w.Current, Accounts: fuzzAccounts{}}),
 		Deliverer: &deliver.Deliverer{Store: st},
 		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

@@ -135,8 +135,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		}),
 		Deliverer: &deliver.Deliverer{Store: st, Log: log, AllowPrograms: o.allowPrograms, AllowFiles: o.allowFiles,
 			ProgramTimeout: 5 * time.Second},
-		DNS:       dnsutil.New(h.dns.Addr),
-		Log:       log,
+		DNS: dnsutil.New(h.dns.Addr),
+		Log: log,
 	}
 	if o.tls {
 		certPEM, keyPEM, err := tlsutil.SelfSigned([]string{"mx.example.org"}, time.Now(), time.Hour)
