@@ -1,0 +1,140 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/posthorn/posthorn/internal/addr"
+	"github.com/posthorn/posthorn/internal/msg"
+	"github.com/posthorn/posthorn/internal/route"
+	"github.com/posthorn/posthorn/internal/store"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
+)
+
+var ctx = context.Background()
+
+func setup(t *testing.T) (*Deliverer, store.Store) {
+	t.Helper()
+	st, err := sqlite.Open(t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, a := range []string{"pp", "bob"} {
+		if _, err := st.CreateAccount(ctx, a, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Deliverer{Store: st, AllowPrograms: true, AllowFiles: true}, st
+}
+
+func account(n string) route.Target { return route.Target{Kind: route.TargetAccount, Account: n} }
+
+func remote(s string) route.Target {
+	a, _ := addr.ParsePath(s, true)
+	return route.Target{Kind: route.TargetRemote, Address: a}
+}
+
+func inbox(t *testing.T, st store.Store, name string) []store.MessageInfo {
+	t.Helper()
+	a, _ := st.GetAccount(ctx, name)
+	mb, _ := st.GetMailbox(ctx, a.ID, store.Inbox)
+	ms, err := st.ListMessages(ctx, mb.ID, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+const body = "Return-Path: <a@remote.example>\r\nFrom: a@remote.example\r\nSubject: test\r\n\r\nhello\r\n"
+
+func TestDeliverDedupesAndParsesOnce(t *testing.T) {
+	d, st := setup(t)
+	from, _ := addr.ParsePath("a@remote.example", true)
+	env := &Envelope{ID: "Q1", From: from, Recipients: []Recipient{
+		{Targets: []route.Target{account("pp"), remote("x@remote.example")}},
+		{Targets: []route.Target{account("pp"), account("bob"), remote("X@REMOTE.EXAMPLE")}},
+	}}
+	res, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Delivered != 2 || res.Queued != 1 || res.QueueID != "Q1" || len(res.Failures) != 0 {
+		t.Errorf("result %+v", res)
+	}
+	ms := inbox(t, st, "pp")
+	if len(ms) != 1 {
+		t.Fatalf("pp has %d copies, want 1", len(ms))
+	}
+	// The structure was parsed and kept.
+	m, err := msg.Unmarshal(ms[0].Meta)
+	if err != nil || m.Envelope.Subject != "test" {
+		t.Errorf("meta: %+v %v", m, err)
+	}
+	q, _ := st.ListQueue(ctx)
+	if len(q) != 1 || len(q[0].Recipients) != 1 || q[0].From != "a@remote.example" {
+		t.Errorf("queue %+v", q)
+	}
+}
+
+func TestDeliverPartialFailures(t *testing.T) {
+	d, st := setup(t)
+	st.SetQuota(ctx, "bob", 10) // too small for anything
+	env := &Envelope{ID: "Q2", Null: true, Recipients: []Recipient{{Targets: []route.Target{account("pp"), account("bob")}}}}
+	res, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Delivered != 1 || len(res.Failures) != 1 || !errors.Is(res.Failures[0].Err, store.ErrOverQuota) {
+		t.Errorf("result %+v", res)
+	}
+	// Nobody can take it: an error, and nothing stored.
+	env = &Envelope{ID: "Q3", Recipients: []Recipient{{Targets: []route.Target{account("bob")}}}}
+	if _, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body))); !errors.Is(err, store.ErrOverQuota) {
+		t.Errorf("all targets over quota: %v", err)
+	}
+}
+
+func TestDeliverProgramsAndFiles(t *testing.T) {
+	d, st := setup(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	mbox := filepath.Join(dir, "mbox")
+	env := &Envelope{ID: "Q4", Null: true, Recipients: []Recipient{{Targets: []route.Target{
+		{Kind: route.TargetProgram, Command: "cat > " + out + "; echo $SENDER >> " + out},
+		{Kind: route.TargetFile, Path: mbox},
+	}}}}
+	if _, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body))); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); !strings.HasPrefix(string(b), body) || !strings.HasSuffix(string(b), "MAILER-DAEMON\n") {
+		t.Errorf("program output %q", b)
+	}
+	if b, _ := os.ReadFile(mbox); !strings.HasPrefix(string(b), "From MAILER-DAEMON ") {
+		t.Errorf("mbox %q", b)
+	}
+	// Temporary failure of a program refuses the message (4xx), even with an
+	// account among the targets, and stores nothing.
+	env = &Envelope{ID: "Q5", Null: true, Recipients: []Recipient{{Targets: []route.Target{
+		{Kind: route.TargetProgram, Command: "exit 75"}, account("pp"),
+	}}}}
+	_, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body)))
+	var rej *route.Rejection
+	if !errors.As(err, &rej) || rej.Code/100 != 4 {
+		t.Errorf("EX_TEMPFAIL: %v", err)
+	}
+	if n := len(inbox(t, st, "pp")); n != 0 {
+		t.Errorf("stored %d messages after a temporary failure", n)
+	}
+	// Programs off: refused permanently.
+	d.AllowPrograms = false
+	env = &Envelope{ID: "Q6", Null: true, Recipients: []Recipient{{Targets: []route.Target{{Kind: route.TargetProgram, Command: "true"}}}}}
+	if _, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body))); !errors.As(err, &rej) || rej.Code != 550 {
+		t.Errorf("programs off: %v", err)
+	}
+}
