@@ -78,6 +78,7 @@ type Store struct {
 	stop       chan struct{}
 	stopped    chan struct{}
 	closeMu    sync.Once
+	submit     sync.RWMutex // held to submit a request; Close takes it to stop submissions
 	closed     chan struct{}
 }
 
@@ -231,7 +232,11 @@ func (s *Store) migrate() error {
 func (s *Store) Close() error {
 	var err error
 	s.closeMu.Do(func() {
+		// No request is being submitted once we hold the lock, and none will
+		// be after: the writer serves every request it was given.
+		s.submit.Lock()
 		close(s.closed)
+		s.submit.Unlock()
 		close(s.stop)
 		<-s.stopped
 		close(s.ckptDue)
@@ -244,13 +249,20 @@ func (s *Store) Close() error {
 // write runs fn in the writer's next transaction and waits for its commit.
 func (s *Store) write(ctx context.Context, req *writeReq) error {
 	req.done = make(chan error, 1)
+	s.submit.RLock()
 	select {
 	case <-s.closed:
+		s.submit.RUnlock()
 		return store.ErrClosed
+	default:
+	}
+	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
+		s.submit.RUnlock()
 		return ctx.Err()
 	}
+	s.submit.RUnlock()
 	// Once submitted the request is committed or refused by the writer; wait
 	// for that whatever ctx says, so that the caller knows which.
 	return <-req.done

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -383,5 +384,42 @@ func TestFailingRequestInAGroupUndoesOnlyItself(t *testing.T) {
 	}
 	if p, err := s.Check(ctx); err != nil || len(p) != 0 {
 		t.Errorf("check: %v %v", p, err)
+	}
+}
+
+// Requests racing with Close are either served or refused with ErrClosed,
+// never left waiting.
+func TestCloseWhileWriting(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		s, err := Open(t.TempDir(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.CreateAccount(ctx, "pp", "h")
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					_, err := s.Deliver(ctx, &store.Delivery{Body: storetest.Msg("x"), Local: []store.LocalTarget{{Account: "pp"}}})
+					if err != nil {
+						if !errors.Is(err, store.ErrClosed) {
+							t.Error(err)
+						}
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		s.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("deliveries still waiting after Close")
+		}
 	}
 }
