@@ -6,8 +6,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -315,5 +317,43 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	in.stop()
 	if out := in.run("", "check", "--data", "--config", in.cfg); !strings.Contains(out, "store in") {
 		t.Errorf("check --data:\n%s", out)
+	}
+}
+
+// Started as root with run_as, the server opens its port and then runs as
+// that user, who owns the data.
+func TestRunAs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	in := newInstance(t, "pp")
+	// Let nobody reach the instance's directory and own its data.
+	for d := in.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	filepath.Walk(filepath.Join(in.dir, "data"), func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			os.Chown(p, uid, gid)
+		}
+		return nil
+	})
+	text := mustRead(t, in.cfg)
+	in.writeFile("posthorn.toml", strings.Replace(text, "# run_as = \"posthorn\"", "run_as = \"nobody\"", 1))
+	in.start()
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.proc.Process.Pid))
+	if !regexp.MustCompile(`(?m)^Uid:\s+` + nobody.Uid + `\s`).Match(status) {
+		t.Errorf("the server does not run as nobody:\n%s", status)
+	}
+	if out, code := in.swaks("--to", "pp@example.org", "--local-interface", "127.0.0.2"); code != 0 {
+		t.Errorf("delivery as nobody: exit %d\n%s", code, out)
+	}
+	if n := len(in.messages("pp")); n != 1 {
+		t.Errorf("pp has %d messages", n)
 	}
 }

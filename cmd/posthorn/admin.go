@@ -19,6 +19,7 @@ import (
 	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/server"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
 )
@@ -86,6 +87,9 @@ func runInit(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 func openStore(cfgPath string) (*config.Config, store.Store, error) {
 	cfg, err := config.Load(config.Path(cfgPath))
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := server.DropPrivileges(cfg); err != nil {
 		return nil, nil, err
 	}
 	st, err := sqlite.Open(cfg.DataDir, sqlite.Options{})
@@ -282,6 +286,9 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  relay-domains     %d entries\n", t.RelayDomains.Len())
 	fmt.Fprintf(stdout, "  mailertable       %d entries\n", t.Mailertable.Len())
 	if *data {
+		if err := server.DropPrivileges(cfg); err != nil {
+			return err
+		}
 		st, err := sqlite.Open(cfg.DataDir, sqlite.Options{})
 		if err != nil {
 			return fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)

@@ -67,9 +67,6 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer srv.Close()
-	if err := srv.DropPrivileges(); err != nil {
-		return err
-	}
 
 	if *dev {
 		printDev(stdout, cfg, srv, devPassword)

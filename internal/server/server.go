@@ -56,9 +56,8 @@ type Listener struct {
 	Addr net.Addr
 }
 
-// New opens everything the config names and binds the listeners, but does not
-// serve yet. Binding first lets a server started as root open port 25 and then
-// drop its privileges (DropPrivileges) before it reads anything from the network.
+// New binds the listeners, becomes run_as when started as root, and opens
+// everything the config names; it does not serve yet.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{Config: cfg, Log: log}
 	ok := false
@@ -67,6 +66,28 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.Close()
 		}
 	}()
+	for _, a := range cfg.SMTP.Listen {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return nil, fmt.Errorf("[smtp] listen %s: %w", a, err)
+		}
+		s.listeners = append(s.listeners, listener{"smtp", ln})
+	}
+	// The key is read before run_as, which need not be able to read it (a
+	// renewed certificate is then picked up only if it can).
+	var tlsConfig *tls.Config
+	if cfg.TLS.CertFile != "" {
+		cert, err := tlsutil.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig = cert.ServerConfig()
+	}
+	// With the ports open, a server started as root becomes run_as before it
+	// touches its data or reads anything from the network.
+	if err := DropPrivileges(cfg); err != nil {
+		return nil, err
+	}
 	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "tmp")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("data_dir: %w", err)
@@ -91,14 +112,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		AllowPrograms: cfg.Aliases.AllowPrograms,
 		AllowFiles:    cfg.Aliases.AllowFiles,
 	})
-	var tlsConfig *tls.Config
-	if cfg.TLS.CertFile != "" {
-		cert, err := tlsutil.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		tlsConfig = cert.ServerConfig()
-	}
 	s.smtp = &smtpd.Server{
 		Config: smtpd.Config{
 			Hostname:        cfg.Hostname,
@@ -123,13 +136,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		DNS: resolver,
 		Log: log,
 	}
-	for _, a := range cfg.SMTP.Listen {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			return nil, fmt.Errorf("[smtp] listen %s: %w", a, err)
-		}
-		s.listeners = append(s.listeners, listener{"smtp", ln})
-	}
 	ok = true
 	return s, nil
 }
@@ -143,9 +149,12 @@ func (s *Server) Listeners() []Listener {
 	return out
 }
 
-// DropPrivileges becomes the user named by run_as, when running as root.
-func (s *Server) DropPrivileges() error {
-	name := s.Config.RunAs
+// DropPrivileges becomes the user named by run_as when running as root; it
+// does nothing otherwise. The command-line tools call it too, so that files
+// they create in data_dir (the database's log, blobs) belong to that user.
+// data_dir must belong to that user.
+func DropPrivileges(cfg *config.Config) error {
+	name := cfg.RunAs
 	if name == "" || os.Geteuid() != 0 {
 		return nil
 	}
