@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -346,6 +347,11 @@ func (c *Config) validate(data []byte) []error {
 	}
 	if c.SMTP.SmartHostUser != "" && c.SMTP.SmartHostPasswordFile == "" {
 		bad("smtp.smart_host_password_file", "missing: smart_host_user needs a password file")
+	}
+	if c.RunAs != "" {
+		if _, err := user.Lookup(c.RunAs); err != nil {
+			bad("run_as", "no user %q on this system", c.RunAs)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -69,6 +69,7 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"bad smart host", minimal + "[smtp]\nsmart_host = \"[relay.isp.example:587\"\n", "p.toml:5: smtp.smart_host:"},
 		{"user without password file", minimal + "[smtp]\nsmart_host = \"relay.isp.example\"\nsmart_host_user = \"me\"\n", "smart_host_password_file: missing"},
 		{"bad resolver", minimal + "[dns]\nresolver = \"127.0.0.1\"\n", "p.toml:5: dns.resolver:"},
+		{"unknown run_as user", minimal + "run_as = \"no-such-user-here\"\n", "p.toml:4: run_as: no user"},
 	} {
 		_, err := Parse("p.toml", []byte(tc.text))
 		if err == nil {
