@@ -165,9 +165,13 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if refuse != nil {
 		s.mu.Unlock()
 		s.Log.Info("smtp connection refused", "client_ip", ip.String(), "reason", refuse.Text)
-		nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(nc, "%d %s %s\r\n", refuse.Code, refuse.Enhanced, refuse.Text)
-		nc.Close()
+		// Said from a goroutine: a client that does not read must not stall
+		// the accept loop.
+		go func() {
+			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(nc, "%d %s %s\r\n", refuse.Code, refuse.Enhanced, refuse.Text)
+			nc.Close()
+		}()
 		return nil
 	}
 	c := newConn(s, nc, ip)
