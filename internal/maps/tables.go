@@ -141,9 +141,11 @@ func statStamp(path string) (fileStamp, error) {
 	return stampOf(st), nil
 }
 
-// Watcher keeps the current Tables and reloads a table when its file changes.
-// A table whose new text has an error is not replaced: its previous version
-// stays in force, and the error is logged with file and line.
+// Watcher keeps the current Tables and reloads a table when its file changes
+// (and has stayed changed for one polling interval: a change is in force after
+// one to two intervals). A table whose new text has an error is not replaced:
+// its previous version stays in force, and the error is logged with file and
+// line.
 type Watcher struct {
 	dir      string
 	interval time.Duration
@@ -152,6 +154,7 @@ type Watcher struct {
 	cur    atomic.Pointer[Tables]
 	mu     sync.Mutex // serialises reloads
 	stamps map[string]fileStamp
+	seen   map[string]fileStamp // a change seen once, loaded if it is still there next time
 	failed map[string]fileStamp // the version of a file last refused, not to log it again
 }
 
@@ -161,7 +164,7 @@ func NewWatcher(dir string, interval time.Duration, log *slog.Logger) (*Watcher,
 	if log == nil {
 		log = slog.Default()
 	}
-	w := &Watcher{dir: dir, interval: interval, log: log, stamps: map[string]fileStamp{}, failed: map[string]fileStamp{}}
+	w := &Watcher{dir: dir, interval: interval, log: log, stamps: map[string]fileStamp{}, seen: map[string]fileStamp{}, failed: map[string]fileStamp{}}
 	t := empty()
 	var errs []error
 	for _, name := range Files {
@@ -194,14 +197,21 @@ func (w *Watcher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			w.Reload()
+			w.reload(true)
 		}
 	}
 }
 
-// Reload checks every file now and reloads those that changed. It returns the
-// errors of tables that could not be reloaded (they keep their previous version).
-func (w *Watcher) Reload() error {
+// Reload checks every file now and reloads those that changed (SIGHUP). It
+// returns the errors of tables that could not be reloaded (they keep their
+// previous version).
+func (w *Watcher) Reload() error { return w.reload(false) }
+
+// reload reloads changed tables. When settle is set (the periodic check), a
+// changed file is loaded only once it has stayed the same for one interval: an
+// editor that rewrites a file in place must not get half of it into force,
+// where a missing alias would refuse mail with a permanent error.
+func (w *Watcher) reload(settle bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var next *Tables
@@ -214,8 +224,14 @@ func (w *Watcher) Reload() error {
 			continue
 		}
 		if stamp == w.stamps[name] {
+			delete(w.seen, name)
 			continue
 		}
+		if settle && w.seen[name] != stamp {
+			w.seen[name] = stamp // load it next time if it stays so
+			continue
+		}
+		delete(w.seen, name)
 		data, readStamp, err := readTable(path)
 		if err == nil && readStamp != stamp {
 			// Changed while we looked: take it on the next round.

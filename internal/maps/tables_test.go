@@ -363,3 +363,35 @@ func FuzzParseVirtusertable(f *testing.F) {
 		v.Lookup(ad("a+b@example.org"))
 	})
 }
+
+// A file rewritten in place is loaded only once it stops changing: a reader
+// must never put half a table in force.
+func TestWatcherWaitsForAFileToSettle(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileAliases)
+	os.WriteFile(path, []byte("root: pp\nwebmaster: root\n"), 0o644)
+	w, err := NewWatcher(dir, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An editor truncates and has written only the first line so far.
+	os.WriteFile(path, []byte("webmaster: root\n"), 0o644)
+	w.reload(true)
+	if _, ok := w.Current().Aliases.Lookup("root"); !ok {
+		t.Fatal("a table seen changed once was put in force at once")
+	}
+	// It then finishes; one more check without change loads the final text.
+	os.WriteFile(path, []byte("webmaster: root\nroot: pp\nwww: webmaster\n"), 0o644)
+	os.Chtimes(path, time.Now().Add(time.Second), time.Now().Add(time.Second))
+	w.reload(true)
+	if _, ok := w.Current().Aliases.Lookup("www"); ok {
+		t.Fatal("loaded while still changing")
+	}
+	w.reload(true)
+	if _, ok := w.Current().Aliases.Lookup("www"); !ok {
+		t.Fatal("the settled table was not loaded")
+	}
+	if _, ok := w.Current().Aliases.Lookup("root"); !ok {
+		t.Fatal("root lost")
+	}
+}
