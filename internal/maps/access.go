@@ -71,9 +71,9 @@ type Access struct {
 
 var (
 	// ERROR:D.S.N:### text
-	errorDSNRE = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3}):([245]\d\d)(?:[ \t]+(.*))?$`)
+	errorDSNRE = regexp.MustCompile(`^([45])\.(\d{1,3})\.(\d{1,3}):([45]\d\d)(?:[ \t]+(.*))?$`)
 	// ERROR:### text, and the legacy bare "### text"
-	errorCodeRE = regexp.MustCompile(`^([245]\d\d)(?:[ \t]+(.*))?$`)
+	errorCodeRE = regexp.MustCompile(`^([45]\d\d)(?:[ \t]+(.*))?$`)
 )
 
 // ParseAccess reads an access table.
@@ -98,9 +98,12 @@ func ParseAccess(file string, r io.Reader) (*Access, error) {
 	return a, nil
 }
 
-// splitAccessKey separates an optional tag and normalises the key.
+// splitAccessKey separates an optional tag and normalises the key. A word
+// before the first ':' is a tag, and must be one Sendmail knows: a typo such as
+// "Conect:" would otherwise be an untagged key that never matches. "IPv6:" and
+// "[IPv6:...]" keys are untagged.
 func splitAccessKey(k string) (tag, key string, err error) {
-	if i := strings.IndexByte(k, ':'); i > 0 {
+	if i := strings.IndexByte(k, ':'); i > 0 && isTagWord(k[:i]) {
 		if t, ok := accessTags[strings.ToLower(k[:i])]; ok {
 			tag, k = t, k[i+1:]
 		} else if !strings.EqualFold(k[:i], "IPv6") {
@@ -113,41 +116,81 @@ func splitAccessKey(k string) (tag, key string, err error) {
 	return tag, normaliseAccessKey(k), nil
 }
 
-// normaliseAccessKey lower-cases a key and writes IPv6 keys in one form so that
-// "IPv6:2001:DB8::1" and "IPv6:2001:db8:0:0:0:0:0:1" are the same key.
+func isTagWord(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// normaliseAccessKey lower-cases a key and writes IP keys in one form, so that
+// "IPv6:2001:DB8::1" and "IPv6:2001:db8:0:0:0:0:0:1" are the same key, as are
+// "[IPv6:2001:db8::1]" and "[IPv6:2001:DB8:0::1]".
 func normaliseAccessKey(k string) string {
 	k = strings.ToLower(k)
 	if v6, ok := strings.CutPrefix(k, "ipv6:"); ok {
-		if ip, err := netip.ParseAddr(v6); err == nil && ip.Is6() {
-			return "ipv6:" + expandIPv6(ip)
-		}
-		// A prefix of whole groups: strip leading zeros of each group.
-		groups := strings.Split(v6, ":")
-		for i, g := range groups {
-			if t := strings.TrimLeft(g, "0"); t != "" || g != "" {
-				if t == "" {
-					t = "0"
-				}
-				groups[i] = t
-			}
-		}
-		return "ipv6:" + strings.Join(groups, ":")
+		return "ipv6:" + normaliseIPv6Prefix(v6)
+	}
+	if strings.HasPrefix(k, "[") && strings.HasSuffix(k, "]") {
+		return "[" + normaliseLiteral(k[1:len(k)-1]) + "]"
 	}
 	return strings.TrimSuffix(k, ".")
+}
+
+// normaliseLiteral writes the inside of an address literal key in one form.
+func normaliseLiteral(in string) string {
+	if v6, ok := strings.CutPrefix(in, "ipv6:"); ok {
+		return "ipv6:" + normaliseIPv6Prefix(v6)
+	}
+	return in
+}
+
+// normaliseIPv6Prefix writes a whole IPv6 address with all eight groups, and a
+// prefix of whole groups ("2002:c0a8:02c7") without leading zeros.
+func normaliseIPv6Prefix(v6 string) string {
+	if ip, err := netip.ParseAddr(v6); err == nil && ip.Is6() && ip.Zone() == "" {
+		return expandIPv6(ip)
+	}
+	groups := strings.Split(v6, ":")
+	for i, g := range groups {
+		if t := strings.TrimLeft(g, "0"); t != "" || g != "" {
+			if t == "" {
+				t = "0"
+			}
+			groups[i] = t
+		}
+	}
+	return strings.Join(groups, ":")
 }
 
 // expandIPv6 writes all eight groups, without leading zeros.
 func expandIPv6(ip netip.Addr) string {
 	b := ip.As16()
-	parts := make([]string, 8)
-	for i := range parts {
-		parts[i] = strconv.FormatUint(uint64(b[2*i])<<8|uint64(b[2*i+1]), 16)
+	var out strings.Builder
+	out.Grow(40)
+	for i := 0; i < 8; i++ {
+		if i > 0 {
+			out.WriteByte(':')
+		}
+		out.WriteString(strconv.FormatUint(uint64(b[2*i])<<8|uint64(b[2*i+1]), 16))
 	}
-	return strings.Join(parts, ":")
+	return out.String()
 }
 
 func parseAccessValue(v string) (AccessResult, error) {
 	upper := strings.ToUpper(v)
+	// A keyword may be followed by more words, which are ignored: the guide's
+	// access file has "localhost RELAY RELAY", and Sendmail acts on the
+	// first word.
+	if first, _, ok := strings.Cut(upper, " "); ok {
+		switch first {
+		case "OK", "RELAY", "REJECT", "DISCARD", "SKIP":
+			upper = first
+		}
+	}
 	switch upper {
 	case "OK":
 		return AccessResult{Action: ActionOK}, nil
@@ -163,44 +206,47 @@ func parseAccessValue(v string) (AccessResult, error) {
 	if strings.HasPrefix(upper, "QUARANTINE:") {
 		return AccessResult{Action: ActionQuarantine, Text: unquote(v[len("QUARANTINE:"):])}, nil
 	}
-	text := v
 	if strings.HasPrefix(upper, "ERROR:") {
-		text = v[len("ERROR:"):]
-	} else if v == "" || v[0] < '0' || v[0] > '9' {
-		if strings.HasPrefix(v, `"`) {
-			text = v // legacy quoted "### text"
-		} else {
-			return AccessResult{}, fmt.Errorf("unknown action %q (OK, RELAY, REJECT, DISCARD, SKIP, ERROR:...)", v)
-		}
+		return parseErrorReply(v[len("ERROR:"):])
 	}
-	return parseErrorReply(unquote(text))
+	// The deprecated bare form: "### any text", best quoted (README).
+	if t := unquote(v); t != "" && t[0] >= '0' && t[0] <= '9' {
+		return parseErrorReply(v)
+	}
+	return AccessResult{}, fmt.Errorf("unknown action %q (OK, RELAY, REJECT, DISCARD, SKIP, ERROR:..., QUARANTINE:...)", v)
 }
 
-// parseErrorReply reads "D.S.N:### text" or "### text".
+// parseErrorReply reads what follows ERROR: (README "The access database"):
+//
+//	### any text             ERROR:"### any text"
+//	D.S.N:### any text       ERROR:D.S.N:"### any text"   ERROR:"D.S.N:### any text"
+//
+// The quotes only keep the spacing of the text.
 func parseErrorReply(s string) (AccessResult, error) {
-	s = strings.TrimSpace(s)
+	s = unquote(s)
 	if m := errorDSNRE.FindStringSubmatch(s); m != nil {
 		code, _ := strconv.Atoi(m[4])
 		if m[1][0] != m[4][0] {
 			return AccessResult{}, fmt.Errorf("enhanced code %s.%s.%s does not match reply code %s (RFC 3463: the classes must agree)", m[1], m[2], m[3], m[4])
 		}
-		if code < 400 {
-			return AccessResult{}, fmt.Errorf("reply code %d is not an error", code)
-		}
 		return AccessResult{Action: ActionError, Code: code, Enhanced: m[1] + "." + m[2] + "." + m[3], Text: textOr(m[5], code)}, nil
+	}
+	if dsn, rest, ok := strings.Cut(s, ":"); ok && dsnRE.MatchString(dsn) && strings.HasPrefix(strings.TrimSpace(rest), `"`) {
+		// ERROR:D.S.N:"### any text"
+		return parseErrorReply(dsn + ":" + unquote(rest))
 	}
 	if m := errorCodeRE.FindStringSubmatch(s); m != nil {
 		code, _ := strconv.Atoi(m[1])
-		if code < 400 {
-			return AccessResult{}, fmt.Errorf("reply code %d is not an error", code)
-		}
-		// Sendmail would answer "450 5.0.0" here (the semantics notes); an
-		// enhanced code must share the reply's class (RFC 3463 section 2), so we
-		// say "4.0.0" for a 4xx and "5.0.0" for a 5xx.
+		// Sendmail's usrerr() derives the enhanced code from the reply's first
+		// digit: "4.0.0" for 4xx, "5.0.0" for 5xx (err.c). cf/README warns that
+		// "ERROR:450 mailbox full" gives "450 5.0.0"; that was true of older
+		// versions, and would be wrong (RFC 3463 section 2: the classes agree).
 		return AccessResult{Action: ActionError, Code: code, Enhanced: m[1][:1] + ".0.0", Text: textOr(m[2], code)}, nil
 	}
-	return AccessResult{}, fmt.Errorf("ERROR: needs a reply code: ERROR:\"550 text\" or ERROR:5.7.1:550 text, not %q", s)
+	return AccessResult{}, fmt.Errorf("ERROR: needs a 4xx or 5xx reply code: ERROR:\"550 text\" or ERROR:5.7.1:550 text, not %q", s)
 }
+
+var dsnRE = regexp.MustCompile(`^[45]\.\d{1,3}\.\d{1,3}$`)
 
 func textOr(t string, code int) string {
 	t = strings.TrimSpace(t)
@@ -231,11 +277,10 @@ func (a *Access) Len() int {
 	return len(a.entries)
 }
 
-// lookup tries tag:key then, as Sendmail's "+" lookups do, the untagged key.
+// lookup tries tag:key then, as Sendmail's "+" lookups do, the untagged key
+// (README: "tried first with the corresponding tag in front, then (as fallback
+// to enable backward compatibility) without any tag").
 func (a *Access) lookup(tag, key string) (AccessResult, bool) {
-	if a == nil {
-		return AccessResult{}, false
-	}
 	if r, ok := a.entries[tag+":"+key]; ok {
 		return r, true
 	}
@@ -243,8 +288,11 @@ func (a *Access) lookup(tag, key string) (AccessResult, bool) {
 	return r, ok
 }
 
-// search looks keys up in order; the first hit decides, and SKIP ends the
-// search with no result (cf/README: SKIP "stops the search for this key").
+// search looks up the keys of one item (a host name and its parents, an
+// address and its prefixes, user+detail@domain and its variants) in order: the
+// first hit decides. SKIP ends the search of the item with no result, and the
+// caller goes on with its next item (proto.m4 rulesets D and A: "found SKIP:
+// return <default>"; SearchList goes on after a default).
 func (a *Access) search(tag string, keys []string) (AccessResult, bool) {
 	for _, k := range keys {
 		if r, ok := a.lookup(tag, k); ok {
@@ -257,79 +305,194 @@ func (a *Access) search(tag string, keys []string) (AccessResult, bool) {
 	return AccessResult{}, false
 }
 
+// searchList searches items in turn, as proto.m4's SearchList does: the first
+// item with a result decides.
+func (a *Access) searchList(tag string, items ...[]string) (AccessResult, bool) {
+	if a == nil || len(a.entries) == 0 {
+		return AccessResult{}, false
+	}
+	for _, keys := range items {
+		if r, ok := a.search(tag, keys); ok {
+			return r, true
+		}
+	}
+	return AccessResult{}, false
+}
+
 // ipKeys returns the lookup keys of an address, most specific first:
 // 192.168.69.5, 192.168.69, 192.168, 192; for IPv6 "ipv6:" and the groups of
 // the expanded form, dropped from the right (proto.m4 ruleset A).
 func ipKeys(ip netip.Addr) []string {
 	ip = ip.Unmap()
 	if ip.Is4() {
-		b := ip.As4()
+		s := ip.String()
 		out := make([]string, 0, 4)
-		for n := 4; n >= 1; n-- {
-			parts := make([]string, n)
-			for i := 0; i < n; i++ {
-				parts[i] = strconv.Itoa(int(b[i]))
+		for {
+			out = append(out, s)
+			i := strings.LastIndexByte(s, '.')
+			if i < 0 {
+				return out
 			}
-			out = append(out, strings.Join(parts, "."))
+			s = s[:i]
 		}
-		return out
 	}
-	groups := strings.Split(expandIPv6(ip), ":")
+	s := "ipv6:" + expandIPv6(ip)
 	out := make([]string, 0, 8)
-	for n := 8; n >= 1; n-- {
-		out = append(out, "ipv6:"+strings.Join(groups[:n], ":"))
+	for {
+		out = append(out, s)
+		i := strings.LastIndexByte(s, ':')
+		if i <= len("ipv6") {
+			return out
+		}
+		s = s[:i]
 	}
-	return out
 }
 
-// LookupConnect finds the entry for a client: its verified host name and
-// parents first, then its address and prefixes (proto.m4 check_relay). A client
-// without a name is known as "[ip]", which only a "[ip]" key matches.
-func (a *Access) LookupConnect(ip netip.Addr, hostname string) (AccessResult, bool) {
-	var nameKeys []string
-	if hostname != "" {
-		nameKeys = parentDomains(strings.ToLower(strings.TrimSuffix(hostname, ".")))
-	} else if ip.IsValid() {
-		nameKeys = []string{"[" + ip.Unmap().String() + "]"}
+// nameKeys returns the lookup keys of a host name, most specific first: the
+// name, then its parents (a.b.example.com, b.example.com, example.com, com).
+// An address literal, which is how an unnamed client is known ("[192.0.2.1]"),
+// loses its last octet or group instead: [192.0.2.1], [192.0.2], [192.0],
+// [192] (proto.m4 ruleset D).
+func nameKeys(name string) []string {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if name == "" {
+		return nil
 	}
-	if r, ok := a.search("Connect", nameKeys); ok {
+	if strings.HasPrefix(name, "[") && strings.HasSuffix(name, "]") {
+		inner := normaliseLiteral(name[1 : len(name)-1])
+		sep := byte('.')
+		if strings.HasPrefix(inner, "ipv6:") {
+			sep = ':'
+		}
+		var out []string
+		for {
+			out = append(out, "["+inner+"]")
+			i := strings.LastIndexByte(inner, sep)
+			if i <= 0 || sep == ':' && i <= len("ipv6") {
+				return out
+			}
+			inner = inner[:i]
+		}
+	}
+	return parentDomains(name)
+}
+
+// literalName is how Sendmail names a client without a (verified) host name:
+// its address in brackets, "[192.0.2.1]" or "[IPv6:2001:db8::1]".
+func literalName(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		return "[ipv6:" + expandIPv6(ip) + "]"
+	}
+	return "[" + ip.String() + "]"
+}
+
+// LookupConnect finds the entry for a client as check_relay does (proto.m4
+// Basic_check_relay): its host name and parents first, then its address and
+// prefixes. A client without a verified name is known by its address in
+// brackets, which only a "[...]" key matches (README: "using square brackets
+// means these are host names, not network numbers").
+func (a *Access) LookupConnect(ip netip.Addr, hostname string) (AccessResult, bool) {
+	if r, ok := a.LookupConnectName(clientName(ip, hostname)); ok {
 		return r, true
 	}
-	if !ip.IsValid() {
+	return a.LookupConnectAddr(ip)
+}
+
+func clientName(ip netip.Addr, hostname string) string {
+	if hostname == "" && ip.IsValid() {
+		return literalName(ip)
+	}
+	return hostname
+}
+
+// LookupConnectName finds the Connect: entry for a client host name or its
+// parents (proto.m4 ruleset D with the Connect: tag).
+func (a *Access) LookupConnectName(name string) (AccessResult, bool) {
+	if a == nil || len(a.entries) == 0 || name == "" {
 		return AccessResult{}, false
 	}
-	return a.search("Connect", ipKeys(ip))
+	return a.searchList("Connect", nameKeys(name))
 }
 
-// addressKeys returns the keys for an address: user@domain, user@, then the
-// domain and its parents (proto.m4 lines 1955-1962).
-func addressKeys(a addr.Address) []string {
-	local := strings.ToLower(a.Local)
-	if a.Domain == "" {
-		return []string{local + "@"}
+// LookupConnectAddr finds the Connect: entry for a client address or its
+// prefixes (proto.m4 ruleset A with the Connect: tag).
+func (a *Access) LookupConnectAddr(ip netip.Addr) (AccessResult, bool) {
+	if a == nil || len(a.entries) == 0 || !ip.IsValid() {
+		return AccessResult{}, false
 	}
-	keys := []string{local + "@" + a.Domain, local + "@"}
-	return append(keys, parentDomains(a.Domain)...)
+	return a.searchList("Connect", ipKeys(ip))
 }
 
-// LookupFrom finds the entry for a MAIL FROM address. The null sender is looked
-// up as "<>".
+// fullKeys are the keys of proto.m4's F ruleset (LookUpFull) for
+// user+detail@domain: user+detail@domain, user+*@domain, user@domain.
+func fullKeys(local, domain string) []string {
+	keys := []string{local + "@" + domain}
+	if user, _, plus := addr.SplitDetail(local); plus && user != "" {
+		keys = append(keys, user+"+*@"+domain, user+"@"+domain)
+	}
+	return keys
+}
+
+// userKeys are the keys of proto.m4's U ruleset (LookUpUser): user+detail@,
+// user+*@, user@. The trailing @ marks a local part (README: "you must include
+// the @ after the username").
+func userKeys(local string) []string {
+	keys := []string{local + "@"}
+	if user, _, plus := addr.SplitDetail(local); plus && user != "" {
+		keys = append(keys, user+"+*@", user+"@")
+	}
+	return keys
+}
+
+// LookupFrom finds the entry for a MAIL FROM address as check_mail does
+// (proto.m4 Basic_check_mail: <F:user@domain> <U:user@> <D:domain>): the full
+// address (with its +detail variants), then the local part with a trailing @,
+// then the domain and its parents. An unqualified sender has only the user@
+// item. The null sender has no entry (Sendmail accepts <> before looking).
 func (a *Access) LookupFrom(from addr.Address) (AccessResult, bool) {
-	if from.IsZero() {
-		return a.search("From", []string{"<>"})
+	if a == nil || len(a.entries) == 0 || from.IsZero() {
+		return AccessResult{}, false
 	}
-	return a.search("From", addressKeys(from))
+	local := strings.ToLower(from.Local)
+	if from.Domain == "" {
+		return a.searchList("From", userKeys(local))
+	}
+	return a.searchList("From", fullKeys(local, from.Domain), userKeys(local), nameKeys(from.Domain))
 }
 
-// LookupTo finds the entry for a RCPT TO address: user@domain, user@, then the
-// domain and its parents (FEATURE(blocklist_recipients) and the To:domain relay
-// rule together).
+// LookupTo finds the entry for a RCPT TO address in the same order as
+// LookupFrom: user@domain (and +detail variants), user@, the domain and its
+// parents.
 func (a *Access) LookupTo(to addr.Address) (AccessResult, bool) {
-	return a.search("To", addressKeys(to))
+	return a.LookupRcpt(to, true)
 }
 
-// LookupToDomain finds the entry for a recipient domain and its parents only
-// (the relay check of proto.m4: To:user@domain is not consulted for relaying).
+// LookupRcpt finds the entry that may refuse a recipient, as
+// FEATURE(blocklist_recipients) does (proto.m4 Rcpt_ok): the full address, the
+// local part with a trailing @ only for a local domain (README: "a recipient of
+// badlocaluser in any of the local domains"), then the domain and its parents.
+func (a *Access) LookupRcpt(to addr.Address, local bool) (AccessResult, bool) {
+	if a == nil || len(a.entries) == 0 || to.IsZero() {
+		return AccessResult{}, false
+	}
+	lp := strings.ToLower(to.Local)
+	if to.Domain == "" {
+		return a.searchList("To", userKeys(lp))
+	}
+	if local {
+		return a.searchList("To", fullKeys(lp, to.Domain), userKeys(lp), nameKeys(to.Domain))
+	}
+	return a.searchList("To", fullKeys(lp, to.Domain), nameKeys(to.Domain))
+}
+
+// LookupToDomain finds the To: entry for a recipient domain and its parents
+// only: the relay check of proto.m4 Rcpt_ok ("To:user@domain" counts for
+// relaying only with the relaytofulladdress option, which posthorn does not
+// have). An address literal loses octets as a host name loses labels.
 func (a *Access) LookupToDomain(domain string) (AccessResult, bool) {
-	return a.search("To", parentDomains(domain))
+	if a == nil || len(a.entries) == 0 {
+		return AccessResult{}, false
+	}
+	return a.searchList("To", nameKeys(domain))
 }

@@ -37,6 +37,7 @@ func TestAccessValues(t *testing.T) {
 		{"OK", ActionOK, 0, "", ""},
 		{"ok", ActionOK, 0, "", ""},
 		{"RELAY", ActionRelay, 0, "", ""},
+		{"RELAY RELAY", ActionRelay, 0, "", ""}, // the guide's "localhost RELAY RELAY"
 		{"REJECT", ActionReject, 0, "", ""},
 		{"DISCARD", ActionDiscard, 0, "", ""},
 		{"SKIP", ActionSkip, 0, "", ""},

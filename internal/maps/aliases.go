@@ -10,8 +10,9 @@ import (
 // Aliases is a parsed aliases file (aliases(5)).
 type Aliases struct {
 	entries map[string][]string // lower-case name -> targets
-	// Sendmail's statistics: lhs+rhs bytes of every entry, the longest rhs.
-	total, longest int
+	// Sendmail's statistics (newaliases): entries read, lhs+rhs bytes of
+	// every entry, the longest rhs.
+	count, total, longest int
 }
 
 // ParseAliases reads an aliases file: "name: target, target, ..." entries;
@@ -38,7 +39,8 @@ func ParseAliases(file string, r io.Reader) (*Aliases, error) {
 		curLine = 0
 		return err
 	}
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), "\r")
 		cont := backsl || line != "" && (line[0] == ' ' || line[0] == '\t')
 		backsl = strings.HasSuffix(line, "\\")
@@ -74,7 +76,7 @@ func ParseAliases(file string, r io.Reader) (*Aliases, error) {
 		curLine = n
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, scanError(file, n, err)
 	}
 	if err := flush(); err != nil {
 		return nil, err
@@ -87,19 +89,20 @@ func (a *Aliases) addEntry(file string, n int, text string) error {
 	if !ok {
 		return &ParseError{file, n, fmt.Sprintf("%q: expected \"name: target, ...\"", truncate(text, 40))}
 	}
-	// Sendmail skips the whitespace after the colon; the rest, continuations
-	// included, is the right-hand side it counts.
-	rhs = strings.TrimRight(strings.TrimLeft(rhs, " \t"), " \t")
+	// Sendmail skips the whitespace after the colon; the rest, continuation
+	// lines with their leading whitespace included, is the right-hand side.
+	rhs = strings.TrimLeft(rhs, " \t")
 	targets := splitTargets(rhs)
 	if len(targets) == 0 {
 		return &ParseError{file, n, fmt.Sprintf("missing value for alias %q", name)}
 	}
-	key := strings.ToLower(name)
-	if _, dup := a.entries[key]; !dup {
-		a.total += len(name) + len(rhs)
-		a.longest = max(a.longest, len(rhs))
-	}
-	a.entries[key] = targets
+	// newaliases statistics, as sendmail's readaliases() counts them: every
+	// entry (a repeated name too: the later one replaces the earlier), the
+	// bytes of its name and of its right-hand side.
+	a.count++
+	a.total += len(name) + len(rhs)
+	a.longest = max(a.longest, len(rhs))
+	a.entries[strings.ToLower(name)] = targets
 	return nil
 }
 
@@ -189,14 +192,17 @@ func (a *Aliases) Lookup(name string) ([]string, bool) {
 	return nil, false
 }
 
-// Stats returns what `sendmail -bi` (newaliases) prints: the number of
-// aliases, the longest right-hand side in bytes, and the bytes of all names and
-// right-hand sides together (sendmail's readaliases counts lhs + rhs).
+// Stats returns what `sendmail -bi` (newaliases) prints, "N aliases, longest
+// L bytes, T bytes total", counted as sendmail's readaliases() (alias.c) counts:
+// N is the entries read (a name given twice counts twice), L the longest
+// right-hand side and T the sum of the lengths of every name and right-hand
+// side. The right-hand side is the text after the colon and its blanks, with
+// continuation lines joined (the newlines dropped, their leading blanks kept).
 func (a *Aliases) Stats() (count, longest, total int) {
 	if a == nil {
 		return 0, 0, 0
 	}
-	return len(a.entries), a.longest, a.total
+	return a.count, a.longest, a.total
 }
 
 // Len is the number of aliases.

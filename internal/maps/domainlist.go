@@ -26,7 +26,8 @@ func ParseDomainList(file string, r io.Reader) (*DomainList, error) {
 	d := &DomainList{names: map[string]bool{}, ips: map[string]bool{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLength)
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		for _, w := range strings.Fields(line) {
 			if len(d.names)+len(d.ips) >= maxEntries {
@@ -40,7 +41,7 @@ func ParseDomainList(file string, r io.Reader) (*DomainList, error) {
 				d.ips[lw] = true
 			case strings.HasPrefix(lw, "[") && strings.HasSuffix(lw, "]"):
 				// "[192.0.2.1]" (an address literal of our own) or "[UNIX:localhost]".
-				d.names[lw] = true
+				d.names[normaliseAccessKey(lw)] = true
 			case addr.ValidDomain(lw):
 				d.names[lw] = true
 			default:
@@ -49,7 +50,7 @@ func ParseDomainList(file string, r io.Reader) (*DomainList, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, scanError(file, n, err)
 	}
 	return d, nil
 }
@@ -69,9 +70,20 @@ func isIPv4Prefix(s string) bool {
 	return true
 }
 
-// Has reports whether domain is listed exactly (local-host-names).
+// Has reports whether domain is listed exactly (local-host-names). An address
+// literal ("[192.0.2.1]") is compared in its normal form.
 func (d *DomainList) Has(domain string) bool {
-	return d != nil && d.names[strings.ToLower(strings.TrimSuffix(domain, "."))]
+	if d == nil || len(d.names) == 0 {
+		return false
+	}
+	return d.names[normaliseAccessKey(domain)]
+}
+
+// HasLiteral reports whether the address literal of ip ("[192.0.2.1]",
+// "[IPv6:2001:db8::1]") is listed: Sendmail relays for a client whose [ip] is
+// in class {w} (proto.m4 Relay_ok).
+func (d *DomainList) HasLiteral(ip netip.Addr) bool {
+	return d != nil && ip.IsValid() && len(d.names) > 0 && d.names[literalName(ip)]
 }
 
 // HasOrParent reports whether domain or one of its parents is listed

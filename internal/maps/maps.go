@@ -9,6 +9,7 @@ package maps
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -42,6 +43,15 @@ type ParseError struct {
 
 func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
+// scanError reports a line that could not be read (longer than
+// maxLineLength) with the file and line, like a syntax error.
+func scanError(file string, n int, err error) error {
+	if errors.Is(err, bufio.ErrTooLong) {
+		return &ParseError{file, n, fmt.Sprintf("line longer than %d bytes", maxLineLength)}
+	}
+	return fmt.Errorf("%s:%d: %w", file, n, err)
+}
+
 // entryLine is one "key value" line of a makemap-style table.
 type entryLine struct {
 	n          int
@@ -55,7 +65,8 @@ func readEntries(file string, r io.Reader, needValue bool) ([]entryLine, error) 
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLineLength)
 	var out []entryLine
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), " \t\r")
 		trimmed := strings.TrimLeft(line, " \t")
 		if trimmed == "" || trimmed[0] == '#' {
@@ -75,7 +86,7 @@ func readEntries(file string, r io.Reader, needValue bool) ([]entryLine, error) 
 		out = append(out, entryLine{n, key, value})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, scanError(file, n, err)
 	}
 	return out, nil
 }

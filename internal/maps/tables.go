@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -122,6 +123,30 @@ type fileStamp struct {
 	inode  uint64
 }
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// loaded records the version of a table now in force.
+func (w *Watcher) loaded(name string, stamp fileStamp, data []byte) {
+	w.stamps[name] = stamp
+	w.sums[name] = crc32.Checksum(data, castagnoli)
+	w.recheck[name] = stamp.exists && time.Since(stamp.mtime) < w.interval+time.Second
+}
+
+// changedUnderSameStamp reads a recently written file again and reports
+// whether its bytes differ from those in force although its stat is the same.
+// Once its mtime is old enough, it stops being read.
+func (w *Watcher) changedUnderSameStamp(name, path string, stamp fileStamp) bool {
+	data, now, err := readTable(path)
+	if err != nil || now != stamp {
+		return false // the next stat will see the change
+	}
+	if crc32.Checksum(data, castagnoli) != w.sums[name] {
+		return true
+	}
+	w.recheck[name] = time.Since(stamp.mtime) < w.interval+time.Second
+	return false
+}
+
 func stampOf(st fs.FileInfo) fileStamp {
 	s := fileStamp{exists: true, size: st.Size(), mtime: st.ModTime()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
@@ -155,7 +180,19 @@ type Watcher struct {
 	mu     sync.Mutex // serialises reloads
 	stamps map[string]fileStamp
 	seen   map[string]fileStamp // a change seen once, loaded if it is still there next time
-	failed map[string]fileStamp // the version of a file last refused, not to log it again
+	failed map[string]failure   // the version of a file last refused: not read again until it changes
+	// A file loaded while its mtime was recent may still be written within the
+	// same timestamp granule without its stat changing: its checksum is kept and
+	// it is read again on the next check (recheck) until its mtime is older
+	// than one interval.
+	sums    map[string]uint32
+	recheck map[string]bool
+}
+
+// failure is a version of a table file that could not be loaded.
+type failure struct {
+	stamp fileStamp
+	err   error
 }
 
 // NewWatcher loads the tables in dir. It fails if any of them has an error: a
@@ -164,7 +201,8 @@ func NewWatcher(dir string, interval time.Duration, log *slog.Logger) (*Watcher,
 	if log == nil {
 		log = slog.Default()
 	}
-	w := &Watcher{dir: dir, interval: interval, log: log, stamps: map[string]fileStamp{}, seen: map[string]fileStamp{}, failed: map[string]fileStamp{}}
+	w := &Watcher{dir: dir, interval: interval, log: log, stamps: map[string]fileStamp{}, seen: map[string]fileStamp{}, failed: map[string]failure{},
+		sums: map[string]uint32{}, recheck: map[string]bool{}}
 	t := empty()
 	var errs []error
 	for _, name := range Files {
@@ -176,7 +214,7 @@ func NewWatcher(dir string, interval time.Duration, log *slog.Logger) (*Watcher,
 		if err != nil {
 			errs = append(errs, err)
 		}
-		w.stamps[name] = stamp
+		w.loaded(name, stamp, data)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -223,11 +261,20 @@ func (w *Watcher) reload(settle bool) error {
 			errs = append(errs, err)
 			continue
 		}
+		rewritten := false // the same stat as the version in force, other bytes
 		if stamp == w.stamps[name] {
 			delete(w.seen, name)
+			delete(w.failed, name) // back to the version in force
+			if !w.recheck[name] || !w.changedUnderSameStamp(name, path, stamp) {
+				continue
+			}
+			rewritten = true
+		}
+		if f, ok := w.failed[name]; ok && f.stamp == stamp && !rewritten {
+			errs = append(errs, f.err) // still broken: no need to read it again
 			continue
 		}
-		if settle && w.seen[name] != stamp {
+		if settle && !rewritten && w.seen[name] != stamp {
 			w.seen[name] = stamp // load it next time if it stays so
 			continue
 		}
@@ -249,14 +296,21 @@ func (w *Watcher) reload(settle bool) error {
 		}
 		if err != nil {
 			errs = append(errs, err)
-			if w.failed[name] != stamp {
-				w.failed[name] = stamp
-				w.log.Error("table not reloaded: its previous version stays in force", "table", name, "err", err.Error())
+			w.failed[name] = failure{stamp, err}
+			if rewritten {
+				// Not to read and refuse the same bytes on every check.
+				w.sums[name] = crc32.Checksum(data, castagnoli)
 			}
+			attrs := []any{"table", name, "file", path}
+			var pe *ParseError
+			if errors.As(err, &pe) {
+				attrs = append(attrs, "line", pe.Line)
+			}
+			w.log.Error("table not reloaded: its previous version stays in force", append(attrs, "err", err.Error())...)
 			continue
 		}
 		delete(w.failed, name)
-		w.stamps[name] = stamp
+		w.loaded(name, stamp, data)
 		w.log.Info("table reloaded", "table", name, "file", path)
 	}
 	if next != nil {

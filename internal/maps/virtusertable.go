@@ -61,6 +61,9 @@ func (v *Virtusertable) Lookup(a addr.Address) (rhs, key string, ok bool) {
 	local := strings.ToLower(a.Local)
 	d := "@" + a.Domain
 	user, detail, plus := addr.SplitDetail(local)
+	// The rules for +detail need a user before the '+' ($+ + $*): "+x@dom"
+	// is looked up as a plain local part.
+	plus = plus && user != ""
 	try := func(k, p1, p2, p3 string) bool {
 		if r, found := v.entries[k]; found {
 			rhs, key, ok = substitute(r, p1, p2, p3), k, true
