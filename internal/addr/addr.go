@@ -56,6 +56,30 @@ func (a Address) User() string {
 	return u
 }
 
+// Inner returns the address hidden in the local part, the way Sendmail's
+// canonify and Parse0 rulesets read it (proto.m4 ruleset 0: "...@here ->
+// ..."): a local part holding '@' (only possible quoted: "user@remote"@here)
+// or '%' (the percent hack: user%remote@here) names another host. The
+// rightmost '@', else the rightmost '%', separates it: user%a%b@here is
+// user%a@b. ok is false when the local part names no host or the host is not
+// a valid domain or address literal. Callers use it to judge relaying; it is
+// never a reason to deliver elsewhere by itself.
+func (a Address) Inner() (Address, bool) {
+	local := a.Local
+	i := strings.LastIndexByte(local, '@')
+	if i < 0 {
+		i = strings.LastIndexByte(local, '%')
+	}
+	if i <= 0 || i == len(local)-1 {
+		return Address{}, false
+	}
+	d, err := normaliseDomain(local[i+1:])
+	if err != nil {
+		return Address{}, false
+	}
+	return Address{Local: local[:i], Domain: d}, true
+}
+
 // SplitDetail splits "user+detail" at the first '+' (Sendmail's +detail
 // convention): ("user", "detail", true). Without '+': (local, "", false).
 func SplitDetail(local string) (user, detail string, hasPlus bool) {

@@ -104,6 +104,43 @@ func TestSplitDetail(t *testing.T) {
 	}
 }
 
+// Inner reads a host hidden in the local part as Sendmail's canonify and
+// Parse0 do (proto.m4 ruleset 0 "...@here -> ...", the percent hack).
+func TestInner(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // want "" = no hidden host
+	}{
+		{"user%remote.example@example.org", "user@remote.example"},           // the percent hack
+		{`"user@remote.example"@example.org`, "user@remote.example"},         // a quoted @
+		{`"user%remote.example"@example.org`, "user@remote.example"},         // quoted %
+		{"user%a.example%b.example@example.org", "user%a.example@b.example"}, // the rightmost % first
+		{`"a%b@c.example"@example.org`, "a%b@c.example"},                     // @ before %
+		{`"user%REMOTE.Example."@example.org`, "user@remote.example"},        // the host is normalised
+		{`"user%[192.0.2.1]"@example.org`, "user@[192.0.2.1]"},               // a literal
+		{"user%remote.example", "user@remote.example"},                       // unqualified
+		{"user@example.org", ""},
+		{"remote.example!user@example.org", ""}, // UUCP is no hidden host here
+		{"user%@example.org", ""},               // nothing after %
+		{"%remote.example@example.org", ""},     // nothing before %
+		{"user%bad_host@example.org", ""},       // not a domain
+	} {
+		a, err := ParsePath(tc.in, false)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		got, ok := a.Inner()
+		if tc.want == "" {
+			if ok {
+				t.Errorf("%s: Inner = %s, want none", tc.in, got)
+			}
+			continue
+		}
+		if !ok || got.String() != tc.want {
+			t.Errorf("%s: Inner = %s %v, want %s", tc.in, got, ok, tc.want)
+		}
+	}
+}
+
 func FuzzParsePath(f *testing.F) {
 	for _, s := range []string{"pp@example.org", `"a b"@c`, "@a,@b:c@d", "u@[IPv6:::1]", "postmaster", "a@b."} {
 		f.Add(s)
@@ -120,6 +157,9 @@ func FuzzParsePath(f *testing.F) {
 		back, err := ParsePath(a.String(), false)
 		if err != nil || back != a {
 			t.Fatalf("%q -> %#v -> %q -> %#v, %v", s, a, a.String(), back, err)
+		}
+		if in, ok := a.Inner(); ok && (len(in.Local) >= len(a.Local) || in.Domain == "") {
+			t.Fatalf("%q: Inner %#v does not shrink the local part", s, in)
 		}
 	})
 }

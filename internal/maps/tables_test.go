@@ -71,14 +71,21 @@ bob+*: bobs-plus
 // name and the right-hand side of every entry (Sendmail's readaliases), L the
 // longest right-hand side.
 func TestAliasesStats(t *testing.T) {
-	a, err := ParseAliases("aliases", strings.NewReader("root:\tpp\nMAILER-DAEMON: postmaster\nstaff: a,\n b\n"))
+	text := "root:\tpp\nMAILER-DAEMON: postmaster\nstaff: a,\n b\nroot: bob \n"
+	a, err := ParseAliases("aliases", strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, longest, total := a.Stats()
-	// root(4)+pp(2) + MAILER-DAEMON(13)+postmaster(10) + staff(5)+"a, b"(4)
-	if n != 3 || longest != 10 || total != 4+2+13+10+5+4 {
+	// alias.c readaliases(): naliases++ and bytes += lhssize + rhssize for every
+	// entry read, a repeated name too; the rhs starts after the colon's blanks,
+	// keeps trailing blanks and joins continuation lines without the newline:
+	// root(4)+pp(2) + MAILER-DAEMON(13)+postmaster(10) + staff(5)+"a, b"(4) + root(4)+"bob "(4)
+	if n != 4 || longest != 10 || total != 4+2+13+10+5+4+4+4 {
 		t.Errorf("Stats = %d, %d, %d", n, longest, total)
+	}
+	if got, _ := a.Lookup("root"); !reflect.DeepEqual(got, []string{"bob"}) || a.Len() != 3 {
+		t.Errorf("the later root entry is not in force: %q, %d names", got, a.Len())
 	}
 }
 
@@ -134,6 +141,10 @@ func TestVirtusertableOrder(t *testing.T) {
 		{"info@example.org me@some.other.domain\n", "info@example.org", "me@some.other.domain", "info@example.org"},
 		// another domain does not match
 		{"@example.org catchall\n", "pp@example.net", "", ""},
+		// the +detail rules need a user before the '+' (proto.m4: $+ + $*)
+		{"+*@example.org star\n@example.org all-%1\n", "+x@example.org", "all-+x", "@example.org"},
+		// %% is a literal percent sign; other %x are kept
+		{"pp@example.org 100%%-%9\n", "pp@example.org", "100%-%9", "pp@example.org"},
 	} {
 		v, err := ParseVirtusertable("virtusertable", strings.NewReader(tc.table))
 		if err != nil {
@@ -191,6 +202,14 @@ func TestDomainLists(t *testing.T) {
 		if d.HasIP(netip.MustParseAddr(ip)) != want {
 			t.Errorf("HasIP(%s) != %v", ip, want)
 		}
+	}
+	// "[192.0.2.1]" is a name: our own address literal (class {w} holds them).
+	if !d.Has("[192.0.2.1]") || !d.HasLiteral(netip.MustParseAddr("192.0.2.1")) || d.HasLiteral(netip.MustParseAddr("192.0.2.2")) {
+		t.Error("address literal entries")
+	}
+	v6, err := ParseDomainList("local-host-names", strings.NewReader("[IPv6:2001:DB8::1]\n[UNIX:localhost]\n"))
+	if err != nil || !v6.HasLiteral(netip.MustParseAddr("2001:db8:0::1")) || !v6.Has("[unix:localhost]") {
+		t.Errorf("IPv6 literal entries: %v", err)
 	}
 	if _, err := ParseDomainList("local-host-names", strings.NewReader("ok.example\nbad_name!\n")); err == nil || !strings.HasPrefix(err.Error(), "local-host-names:2:") {
 		t.Errorf("bad entry: %v", err)
@@ -302,6 +321,9 @@ func TestWatcherReloadsAndKeepsGoodTables(t *testing.T) {
 	write(t, dir, FileAccess, "192.168.69 RELAY\n10.0.0 RELAY\n")
 	waitUntil(t, func() bool { return w.Current().Access.Len() == 2 })
 	waitUntil(t, func() bool { return strings.Contains(logs.String(), filepath.Join(dir, "virtusertable")+":2:") })
+	if !strings.Contains(logs.String(), "table=virtusertable") || !strings.Contains(logs.String(), "line=2") {
+		t.Errorf("the log line lacks the table or line: %s", logs)
+	}
 	if lookup("b@example.org") != "bob" || lookup("a@example.org") != "pp" {
 		t.Error("the previous virtusertable is not in force after a broken edit")
 	}
@@ -348,6 +370,66 @@ func FuzzParseAliases(f *testing.F) {
 		for _, n := range a.Names() {
 			if targets, ok := a.Lookup(n); !ok || len(targets) == 0 {
 				t.Fatalf("%q has no targets", n)
+			}
+		}
+	})
+}
+
+// An editor may write a file twice within one timestamp granule, leaving the
+// same size, mtime and inode: a table loaded while its mtime was recent is read
+// again on the next check and reloaded if its bytes differ.
+func TestWatcherSeesARewriteUnderTheSameStat(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileAliases)
+	os.WriteFile(path, []byte("root: pp\n"), 0o644)
+	w, err := NewWatcher(dir, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	os.WriteFile(path, []byte("root: bb\n"), 0o644) // same length
+	os.Chtimes(path, st.ModTime(), st.ModTime())    // same mtime
+	w.reload(true)
+	if got, _ := w.Current().Aliases.Lookup("root"); !reflect.DeepEqual(got, []string{"bb"}) {
+		t.Errorf("root = %q after a rewrite under the same stat", got)
+	}
+	// Once the mtime is old, the file is no longer read on every check.
+	old := time.Now().Add(-3 * time.Hour) // older than the interval (1h) and a second
+	os.Chtimes(path, old, old)
+	w.Reload()
+	w.reload(true)
+	if w.recheck[FileAliases] {
+		t.Error("an old file is still read again on every check")
+	}
+}
+
+func FuzzParseDomainList(f *testing.F) {
+	f.Add("example.org\n128.32 # net\nIPv6:2001:db8\n[192.0.2.1]\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		d, err := ParseDomainList("relay-domains", strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		for _, n := range d.Names() {
+			if !d.Has(n) || !d.HasOrParent(n) {
+				t.Fatalf("listed name %q not found", n)
+			}
+		}
+		d.HasIP(netip.MustParseAddr("192.0.2.1"))
+		d.HasIP(netip.MustParseAddr("2001:db8::1"))
+	})
+}
+
+func FuzzParseMailertable(f *testing.F) {
+	f.Add(".example.com relay:[gw.example]:2525\nexample.org esmtp:%1.mx\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		m, err := ParseMailertable("mailertable", strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		for _, d := range []string{"a.example.com", "example.org", "x.y.z"} {
+			if r, ok := m.Lookup(d); ok && r.Mailer == "" {
+				t.Fatalf("%s: route without a mailer", d)
 			}
 		}
 	})
