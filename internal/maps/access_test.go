@@ -38,6 +38,7 @@ func TestAccessValues(t *testing.T) {
 		{"OK", ActionOK, 0, "", ""},                             // README: OK, accept despite other checks
 		{"ok", ActionOK, 0, "", ""},                             // values are case-insensitive (makemap folds keys; sendmail compares RHS case-blind)
 		{"RELAY", ActionRelay, 0, "", ""},                       // README: RELAY
+		{"RELAY RELAY", ActionRelay, 0, "", ""},                 // the guide's "localhost RELAY RELAY": Sendmail acts on the first word
 		{"REJECT", ActionReject, 0, "", ""},                     // README: REJECT
 		{"DISCARD", ActionDiscard, 0, "", ""},                   // README: DISCARD
 		{"SKIP", ActionSkip, 0, "", ""},                         // README: SKIP
