@@ -66,7 +66,10 @@ var accessTags = map[string]string{
 
 // Access is a parsed access table.
 type Access struct {
-	entries map[string]AccessResult // by "tag:key" ("" tag for untagged keys), lower-case
+	// byTag holds the entries by tag ("" for untagged keys), then by key in
+	// its normal form (lower-case, IP keys written out).
+	byTag map[string]map[string]AccessResult
+	n     int
 }
 
 var (
@@ -82,7 +85,7 @@ func ParseAccess(file string, r io.Reader) (*Access, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Access{entries: make(map[string]AccessResult, len(lines))}
+	a := &Access{byTag: map[string]map[string]AccessResult{}}
 	for _, l := range lines {
 		tag, key, err := splitAccessKey(l.key)
 		if err != nil {
@@ -93,7 +96,15 @@ func ParseAccess(file string, r io.Reader) (*Access, error) {
 			return nil, &ParseError{file, l.n, err.Error()}
 		}
 		res.Key = l.key
-		a.entries[tag+":"+key] = res
+		m := a.byTag[tag]
+		if m == nil {
+			m = map[string]AccessResult{}
+			a.byTag[tag] = m
+		}
+		if _, dup := m[key]; !dup {
+			a.n++
+		}
+		m[key] = res // a repeated key: the last one counts, as makemap -r
 	}
 	return a, nil
 }
@@ -224,16 +235,16 @@ func parseAccessValue(v string) (AccessResult, error) {
 // The quotes only keep the spacing of the text.
 func parseErrorReply(s string) (AccessResult, error) {
 	s = unquote(s)
+	if dsn, rest, ok := strings.Cut(s, ":"); ok && dsnRE.MatchString(dsn) {
+		// ERROR:D.S.N:"### any text"
+		s = dsn + ":" + unquote(rest)
+	}
 	if m := errorDSNRE.FindStringSubmatch(s); m != nil {
 		code, _ := strconv.Atoi(m[4])
 		if m[1][0] != m[4][0] {
 			return AccessResult{}, fmt.Errorf("enhanced code %s.%s.%s does not match reply code %s (RFC 3463: the classes must agree)", m[1], m[2], m[3], m[4])
 		}
 		return AccessResult{Action: ActionError, Code: code, Enhanced: m[1] + "." + m[2] + "." + m[3], Text: textOr(m[5], code)}, nil
-	}
-	if dsn, rest, ok := strings.Cut(s, ":"); ok && dsnRE.MatchString(dsn) && strings.HasPrefix(strings.TrimSpace(rest), `"`) {
-		// ERROR:D.S.N:"### any text"
-		return parseErrorReply(dsn + ":" + unquote(rest))
 	}
 	if m := errorCodeRE.FindStringSubmatch(s); m != nil {
 		code, _ := strconv.Atoi(m[1])
@@ -274,17 +285,17 @@ func (a *Access) Len() int {
 	if a == nil {
 		return 0
 	}
-	return len(a.entries)
+	return a.n
 }
 
 // lookup tries tag:key then, as Sendmail's "+" lookups do, the untagged key
 // (README: "tried first with the corresponding tag in front, then (as fallback
 // to enable backward compatibility) without any tag").
 func (a *Access) lookup(tag, key string) (AccessResult, bool) {
-	if r, ok := a.entries[tag+":"+key]; ok {
+	if r, ok := a.byTag[tag][key]; ok {
 		return r, true
 	}
-	r, ok := a.entries[":"+key]
+	r, ok := a.byTag[""][key]
 	return r, ok
 }
 
@@ -308,7 +319,7 @@ func (a *Access) search(tag string, keys []string) (AccessResult, bool) {
 // searchList searches items in turn, as proto.m4's SearchList does: the first
 // item with a result decides.
 func (a *Access) searchList(tag string, items ...[]string) (AccessResult, bool) {
-	if a == nil || len(a.entries) == 0 {
+	if a == nil || a.n == 0 {
 		return AccessResult{}, false
 	}
 	for _, keys := range items {
@@ -409,7 +420,7 @@ func clientName(ip netip.Addr, hostname string) string {
 // LookupConnectName finds the Connect: entry for a client host name or its
 // parents (proto.m4 ruleset D with the Connect: tag).
 func (a *Access) LookupConnectName(name string) (AccessResult, bool) {
-	if a == nil || len(a.entries) == 0 || name == "" {
+	if a == nil || a.n == 0 || name == "" {
 		return AccessResult{}, false
 	}
 	return a.searchList("Connect", nameKeys(name))
@@ -418,7 +429,7 @@ func (a *Access) LookupConnectName(name string) (AccessResult, bool) {
 // LookupConnectAddr finds the Connect: entry for a client address or its
 // prefixes (proto.m4 ruleset A with the Connect: tag).
 func (a *Access) LookupConnectAddr(ip netip.Addr) (AccessResult, bool) {
-	if a == nil || len(a.entries) == 0 || !ip.IsValid() {
+	if a == nil || a.n == 0 || !ip.IsValid() {
 		return AccessResult{}, false
 	}
 	return a.searchList("Connect", ipKeys(ip))
@@ -451,7 +462,7 @@ func userKeys(local string) []string {
 // then the domain and its parents. An unqualified sender has only the user@
 // item. The null sender has no entry (Sendmail accepts <> before looking).
 func (a *Access) LookupFrom(from addr.Address) (AccessResult, bool) {
-	if a == nil || len(a.entries) == 0 || from.IsZero() {
+	if a == nil || a.n == 0 || from.IsZero() {
 		return AccessResult{}, false
 	}
 	local := strings.ToLower(from.Local)
@@ -473,7 +484,7 @@ func (a *Access) LookupTo(to addr.Address) (AccessResult, bool) {
 // local part with a trailing @ only for a local domain (README: "a recipient of
 // badlocaluser in any of the local domains"), then the domain and its parents.
 func (a *Access) LookupRcpt(to addr.Address, local bool) (AccessResult, bool) {
-	if a == nil || len(a.entries) == 0 || to.IsZero() {
+	if a == nil || a.n == 0 || to.IsZero() {
 		return AccessResult{}, false
 	}
 	lp := strings.ToLower(to.Local)
@@ -491,7 +502,7 @@ func (a *Access) LookupRcpt(to addr.Address, local bool) (AccessResult, bool) {
 // relaying only with the relaytofulladdress option, which posthorn does not
 // have). An address literal loses octets as a host name loses labels.
 func (a *Access) LookupToDomain(domain string) (AccessResult, bool) {
-	if a == nil || len(a.entries) == 0 {
+	if a == nil || a.n == 0 {
 		return AccessResult{}, false
 	}
 	return a.searchList("To", nameKeys(domain))

@@ -63,7 +63,7 @@ func TestAccessValues(t *testing.T) {
 			t.Errorf("%s: %v", tc.value, err)
 			continue
 		}
-		r, ok := a.entries["From:example.com"]
+		r, ok := a.byTag["From"]["example.com"]
 		if !ok || r.Action != tc.action || r.Code != tc.code || r.Enhanced != tc.enhanced || r.Text != tc.text {
 			t.Errorf("%s: got %+v", tc.value, r)
 		}
@@ -320,9 +320,11 @@ func FuzzParseAccess(f *testing.F) {
 			}
 			return
 		}
-		for _, r := range a.entries {
-			if r.Action == ActionError && (r.Code < 400 || r.Code > 599 || r.Enhanced[0] != byte('0'+r.Code/100)) {
-				t.Fatalf("bad error entry %+v", r)
+		for _, m := range a.byTag {
+			for _, r := range m {
+				if r.Action == ActionError && (r.Code < 400 || r.Code > 599 || r.Enhanced[0] != byte('0'+r.Code/100)) {
+					t.Fatalf("bad error entry %+v", r)
+				}
 			}
 		}
 		a.LookupConnect(netip.MustParseAddr("192.0.2.1"), "host.example")

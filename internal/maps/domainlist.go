@@ -42,7 +42,7 @@ func ParseDomainList(file string, r io.Reader) (*DomainList, error) {
 			case strings.HasPrefix(lw, "[") && strings.HasSuffix(lw, "]"):
 				// "[192.0.2.1]" (an address literal of our own) or "[UNIX:localhost]".
 				d.names[normaliseAccessKey(lw)] = true
-			case addr.ValidDomain(lw):
+			case !strings.HasSuffix(lw, ".") && addr.ValidDomain(lw):
 				d.names[lw] = true
 			default:
 				return nil, &ParseError{file, n, fmt.Sprintf("%q is not a domain name or an address prefix", w)}

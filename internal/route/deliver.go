@@ -16,84 +16,126 @@ import (
 	"time"
 )
 
-// Sendmail's error mailer names (sysexits.h) and the replies they give.
-var sysexits = map[string]struct {
+// sysexit is the reply Sendmail gives for an exit status of sysexits.h
+// (sendmail/sysexits.c, SysExMsg).
+type sysexit struct {
+	name     string
 	code     int
 	enhanced string
-}{
-	"usage":       {550, "5.5.4"}, // EX_USAGE 64
-	"dataerr":     {550, "5.6.0"}, // EX_DATAERR 65
-	"noinput":     {550, "5.3.0"}, // EX_NOINPUT 66
-	"nouser":      {550, "5.1.1"}, // EX_NOUSER 67
-	"nohost":      {550, "5.1.2"}, // EX_NOHOST 68
-	"unavailable": {550, "5.0.0"}, // EX_UNAVAILABLE 69
-	"software":    {554, "5.3.0"}, // EX_SOFTWARE 70
-	"oserr":       {451, "4.0.0"}, // EX_OSERR 71
-	"osfile":      {550, "5.3.0"}, // EX_OSFILE 72
-	"cantcreat":   {550, "5.0.0"}, // EX_CANTCREAT 73
-	"ioerr":       {451, "4.0.0"}, // EX_IOERR 74
-	"tempfail":    {451, "4.0.0"}, // EX_TEMPFAIL 75
-	"protocol":    {554, "5.5.0"}, // EX_PROTOCOL 76
-	"noperm":      {550, "5.7.1"}, // EX_NOPERM 77
-	"config":      {554, "5.3.5"}, // EX_CONFIG 78
+	text     string
 }
 
-var sysexitNames = map[int]string{
-	64: "usage", 65: "dataerr", 66: "noinput", 67: "nouser", 68: "nohost", 69: "unavailable",
-	70: "software", 71: "oserr", 72: "osfile", 73: "cantcreat", 74: "ioerr", 75: "tempfail",
-	76: "protocol", 77: "noperm", 78: "config",
+var sysexitsByStatus = map[int]sysexit{
+	64: {"usage", 500, "5.0.0", "Bad usage"},
+	65: {"dataerr", 501, "5.6.0", "Data format error"},
+	66: {"noinput", 550, "5.3.0", "Cannot open input"},
+	67: {"nouser", 550, "5.1.1", "User unknown"},
+	68: {"nohost", 550, "5.1.2", "Host unknown"},
+	69: {"unavailable", 554, "5.0.0", "Service unavailable"},
+	70: {"software", 554, "5.3.0", "Internal error"},
+	71: {"oserr", 451, "4.0.0", "Operating system error"},
+	72: {"osfile", 554, "5.3.5", "System file missing"},
+	73: {"cantcreat", 550, "5.0.0", "Can't create output"},
+	74: {"ioerr", 451, "4.0.0", "I/O error"},
+	75: {"tempfail", 450, "4.0.0", "Deferred"},
+	76: {"protocol", 554, "5.5.0", "Remote protocol error"},
+	77: {"noperm", 550, "5.0.0", "Insufficient permission"},
+	78: {"config", 554, "5.3.5", "Local configuration error"},
+}
+
+// errorNames are the names an "error:" right-hand side may give (parseaddr.c,
+// ErrorCodes); any other name means EX_UNAVAILABLE, as there.
+var errorNames = map[string]int{
+	"usage": 64, "nouser": 67, "nohost": 68, "unavailable": 69,
+	"software": 70, "tempfail": 75, "protocol": 76, "config": 78,
 }
 
 var (
-	dsnCodeRE = regexp.MustCompile(`^([245]\.\d{1,3}\.\d{1,3}):([245]\d\d)(?:\s+(.*))?$`)
-	codeRE    = regexp.MustCompile(`^([245]\d\d)(?:\s+(.*))?$`)
+	dsnCodeRE   = regexp.MustCompile(`^([45])\.(\d{1,3}\.\d{1,3}):([45]\d\d)(?:\s+(.*))?$`)
+	codeRE      = regexp.MustCompile(`^([45]\d\d)(?:\s+(.*))?$`)
+	leadDSNRE   = regexp.MustCompile(`^([245])\.(\d{1,3}\.\d{1,3})(?:\s+(.*))?$`)
+	errorNameRE = regexp.MustCompile(`^[A-Za-z]+$`)
 )
 
-// ParseErrorTarget reads an "error:" right-hand side of virtusertable or aliases
-// (cf/README, FEATURE(virtusertable)):
+// ParseErrorTarget reads an "error:" right-hand side of virtusertable or
+// aliases (cf/README FEATURE(virtusertable); proto.m4 "error : $-.$-.$- : $+"
+// and "error : $- $+"):
 //
-//	error:nouser No such user here       (a sysexits name: 550 5.1.1)
-//	error:nouser 550 text                (the name, then the reply code)
-//	error:5.7.0:550 text                 (enhanced code and reply code)
-//	error:550 text
+//	error:5.7.0:550 text           that enhanced code and reply code
+//	error:550 text                 the reply code; the enhanced code x.0.0
+//	error:nouser 550 text          a sysexits name, then the reply code
+//	error:nouser No such user here a sysexits name alone: its reply
+//	                               (nouser: 550 5.1.1), with this text
 //
-// The text comes back to the client word for word.
+// The names are Sendmail's (usage, nouser, nohost, unavailable, software,
+// tempfail, protocol, config); their replies are those of sysexits.c (tempfail:
+// 450 4.0.0, unavailable: 554 5.0.0, ...). With a name and a reply code, the
+// name's enhanced code is kept when its class agrees with the reply
+// (Sendmail would say x.0.0). The text goes back to the client as written.
 func ParseErrorTarget(rhs string) (*Rejection, bool) {
 	if len(rhs) < 6 || !strings.EqualFold(rhs[:6], "error:") {
 		return nil, false
 	}
-	v := strings.TrimSpace(rhs[6:])
+	v := strings.TrimSpace(unquoteText(rhs[6:]))
 	if m := dsnCodeRE.FindStringSubmatch(v); m != nil {
-		code, _ := strconv.Atoi(m[2])
-		enh := m[1]
-		if enh[0] != m[2][0] {
-			enh = m[2][:1] + enh[1:] // RFC 3463: the classes agree
-		}
-		return &Rejection{code, enh, textOr(m[3])}, true
+		code, _ := strconv.Atoi(m[3])
+		// RFC 3463 section 2: the class of the enhanced code is the reply's.
+		return &Rejection{code, m[3][:1] + "." + m[2], textOr(unquoteText(m[4]), "")}, true
 	}
-	if m := codeRE.FindStringSubmatch(v); m != nil {
-		code, _ := strconv.Atoi(m[1])
-		return &Rejection{code, m[1][:1] + ".0.0", textOr(m[2])}, true
+	if rej, ok := replyWithCode(v, ""); ok {
+		return rej, true
 	}
-	name, text, _ := strings.Cut(v, " ")
-	if se, ok := sysexits[strings.ToLower(name)]; ok {
-		text = strings.TrimSpace(text)
-		code, enh := se.code, se.enhanced
-		if m := codeRE.FindStringSubmatch(text); m != nil {
-			code, _ = strconv.Atoi(m[1])
-			text = m[2]
-			if enh[0] != m[1][0] {
-				enh = m[1][:1] + enh[1:]
-			}
-		}
-		return &Rejection{code, enh, textOr(text)}, true
+	name, rest, _ := strings.Cut(v, " ")
+	status, known := errorNames[strings.ToLower(name)]
+	if !known {
+		// Not one of the names: EX_UNAVAILABLE (parseaddr.c), and all of it is
+		// the text.
+		status, rest = 69, v
 	}
-	return &Rejection{550, "5.0.0", textOr(v)}, true
+	se := sysexitsByStatus[status]
+	rest = strings.TrimSpace(rest)
+	if rej, ok := replyWithCode(rest, se.enhanced); ok {
+		return rej, true
+	}
+	return &Rejection{se.code, se.enhanced, textOr(unquoteText(rest), se.text)}, true
 }
 
-func textOr(t string) string {
+// replyWithCode reads "### text" or "### D.S.N text". Without an enhanced
+// code in the text, it takes enhanced when its class agrees with the reply,
+// else x.0.0 (err.c usrerr).
+func replyWithCode(s, enhanced string) (*Rejection, bool) {
+	m := codeRE.FindStringSubmatch(s)
+	if m == nil {
+		return nil, false
+	}
+	code, _ := strconv.Atoi(m[1])
+	text := m[2]
+	enh := m[1][:1] + ".0.0"
+	if enhanced != "" && enhanced[0] == m[1][0] {
+		enh = enhanced
+	}
+	if d := leadDSNRE.FindStringSubmatch(text); d != nil && d[1][0] == m[1][0] {
+		enh, text = d[1]+"."+d[2], d[3]
+	}
+	return &Rejection{code, enh, textOr(unquoteText(text), "")}, true
+}
+
+// unquoteText removes one pair of double quotes around a text, which keep its
+// spacing in Sendmail's tables.
+func unquoteText(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+func textOr(t, def string) string {
 	if t = strings.TrimSpace(t); t != "" {
 		return t
+	}
+	if def != "" {
+		return def
 	}
 	return "Address rejected"
 }
@@ -121,24 +163,31 @@ func RunProgram(ctx context.Context, command string, msg io.Reader, env []string
 	if err == nil {
 		return nil
 	}
-	line := firstLine(out.String())
+	ps := cmd.ProcessState
+	if ps == nil {
+		return &Rejection{451, "4.3.0", fmt.Sprintf("Cannot run program: %v", err)}
+	}
+	// The shell's own exit decides. A child it left in the background may hold
+	// the output open (WaitDelay, or the timeout, then closes it): that is no
+	// failure of the delivery.
+	if ps.Exited() && ps.ExitCode() == 0 {
+		return nil
+	}
 	if ctx.Err() != nil {
 		return &Rejection{451, "4.4.7", "Program timed out: " + truncate(command, 60)}
 	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return &Rejection{451, "4.3.0", fmt.Sprintf("Cannot run program: %v", err)}
-	}
-	status := ee.ExitCode()
-	name := sysexitNames[status]
-	se, ok := sysexits[name]
+	line := firstLine(out.String())
+	status := ps.ExitCode() // -1 when killed by a signal
+	se, ok := sysexitsByStatus[status]
 	if !ok {
-		se = sysexits["unavailable"]
+		// Not a sysexits.h status (a signal, exit 1...): permanent, as
+		// Sendmail's "554 5.3.0 unknown mailer error".
+		se = sysexit{code: 554, enhanced: "5.3.0", text: "unknown mailer error"}
 	}
 	if line == "" {
-		line = fmt.Sprintf("Program exited with status %d", status)
-		if name != "" {
-			line += " (EX_" + strings.ToUpper(name) + ")"
+		line = fmt.Sprintf("%s (program exited with status %d)", se.text, status)
+		if se.name != "" {
+			line = fmt.Sprintf("%s (program exited with EX_%s, %d)", se.text, strings.ToUpper(se.name), status)
 		}
 	}
 	return &Rejection{se.code, se.enhanced, line}

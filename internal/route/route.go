@@ -125,11 +125,18 @@ type resolution struct {
 func (r *Resolver) Resolve(ctx context.Context, a addr.Address) (Result, error) {
 	s := &resolution{r: r, ctx: ctx, t: r.cfg.Tables(), seen: map[string]bool{}, targets: map[string]bool{}}
 	s.res.Local = a.Domain == "" || r.IsLocalDomain(a.Domain)
+	s.res.Trace = []string{a.String()}
 	if !s.res.Local {
 		s.res.Targets = []Target{{Kind: TargetRemote, Address: a}}
 		return s.res, nil
 	}
 	err := s.address(a, 0, "")
+	var rej *Rejection
+	if err != nil && !errors.As(err, &rej) {
+		// Temporary (an account lookup failed, ctx done): the whole recipient
+		// is tried again later rather than delivered to part of its list.
+		return Result{}, err
+	}
 	if len(s.res.Targets) > 0 {
 		return s.res, nil
 	}
@@ -225,13 +232,37 @@ func (s *resolution) localName(name string, depth int, owner string) error {
 			}
 			s.seen[key] = true
 			s.res.Trace = append(s.res.Trace, "alias:"+name)
-			if _, isOwner := s.t.Aliases.Lookup("owner-" + name); isOwner {
-				owner = "owner-" + name + "@" + s.r.cfg.Hostname
+			if o := s.listOwner(name); o != "" {
+				owner = o
 			}
 			return s.expand(targets, depth, owner)
 		}
 	}
 	return s.account(name, owner, false)
+}
+
+// listOwner returns who gets the errors of the alias list name, as Sendmail's
+// alias() decides (alias.c; aliases(5) "owner-"): nobody without an
+// owner-name alias; the owner-name alias itself when it is exactly one plain
+// address (it then becomes the envelope sender); else "owner-name". The owner
+// of an owner- alias is owner-owner. Unqualified names get the hostname.
+func (s *resolution) listOwner(name string) string {
+	ownerName := "owner-" + name
+	if strings.HasPrefix(name, "owner-") {
+		ownerName = "owner-owner"
+	}
+	targets, ok := s.t.Aliases.Lookup(ownerName)
+	if !ok {
+		return ""
+	}
+	owner := ownerName
+	if len(targets) == 1 && !strings.ContainsAny(targets[0], ",:/|\"") {
+		owner = strings.TrimPrefix(targets[0], `\`)
+	}
+	if !strings.Contains(owner, "@") {
+		owner += "@" + s.r.cfg.Hostname
+	}
+	return owner
 }
 
 // expand resolves the members of an alias; a member that fails is remembered
@@ -285,8 +316,13 @@ func (s *resolution) include(path string, depth int, owner string) error {
 		return &Rejection{550, "5.3.0", fmt.Sprintf("Cannot open :include: file %s", path)}
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() || st.Size() > maxIncludeSize {
+		// Not part of a list silently: the whole :include: is refused.
+		return &Rejection{550, "5.3.0", fmt.Sprintf(":include: file %s is not a regular file of at most %d bytes", path, maxIncludeSize)}
+	}
 	var targets []string
 	sc := bufio.NewScanner(io.LimitReader(f, maxIncludeSize))
+	sc.Buffer(make([]byte, 4096), maxIncludeSize)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,6 +71,13 @@ func TestResolve(t *testing.T) {
 	dir := t.TempDir()
 	include := filepath.Join(dir, "list")
 	os.WriteFile(include, []byte("# members\nbob, carol@elsewhere.example\npp\n"), 0o644)
+	huge := filepath.Join(dir, "huge")
+	os.WriteFile(huge, []byte(strings.Repeat("pp\n", maxIncludeSize/3+1)), 0o644)
+	var deep strings.Builder
+	for i := 0; i < maxDepth+5; i++ {
+		deep.WriteString("deep" + strconv.Itoa(i) + ": deep" + strconv.Itoa(i+1) + "\n")
+	}
+	deep.WriteString("deep" + strconv.Itoa(maxDepth+5) + ": pp\n")
 	tb := tables(t, map[string]string{
 		"local-host-names": "example.org\nexample.net\n",
 		"aliases": "root: pp\nwebmaster: root\nwww: webmaster\npostmaster: root\n" +
@@ -81,7 +89,12 @@ func TestResolve(t *testing.T) {
 			"allbad: nosuchuser, other-nosuch\n" +
 			"prog: |/bin/cat\nfile: /tmp/x.mbox\n" +
 			"viaaddr: info@example.org\n" +
-			"tmp: broken-db\n",
+			"tmp: broken-db\n" +
+			"dup: pp, PP, root, pp@example.org\n" +
+			"hugeinc: :include:" + huge + "\n" +
+			"missinginc: :include:" + filepath.Join(dir, "nonexistent") + "\n" +
+			"errlist: error:nouser 550 Left the company\n" +
+			deep.String(),
 		"virtusertable": "info@example.org\tpp\n" +
 			"sales@example.org\tstaff\n" +
 			"fwd@example.org\tsomeone@remote.example\n" +
@@ -92,7 +105,12 @@ func TestResolve(t *testing.T) {
 			"vloop2@example.org\tvloop1@example.org\n" +
 			"@catchall.example\t%1%3@example.org\n" +
 			"pp+*@example.org\tbob\n" +
-			"noprog@example.org\t|/bin/cat\n",
+			"noprog@example.org\t|/bin/cat\n" +
+			"gone@example.org\terror:nouser 550 Gone for good\n" +
+			"dsn@example.org\terror:5.7.0:550 Refused here\n" +
+			"tmpfail@example.org\terror:tempfail Try again later\n" +
+			"@catchall.example\t%1%3@example.org\n" +
+			"@forward.example\t%1@remote.example\n",
 	})
 	r := New(Config{
 		Hostname: "mx.example.org",
@@ -137,9 +155,29 @@ func TestResolve(t *testing.T) {
 		{"noprog@example.org", "", 550, "not allowed", true},
 		{"someone@remote.example", "remote:someone@remote.example", 0, "", false},
 		{"user@[192.0.2.1]", "remote:user@[192.0.2.1]", 0, "", false}, // literals are not local
+		// The percent hack is no forwarding: the local part is a plain name
+		// (policy refuses it as a relay for outside clients first).
 		{"user%remote.example@example.org", "", 550, "user unknown", true},
 		{"remote.example!user@example.org", "", 550, "user unknown", true},
 		{`"user@remote.example"@example.org`, "", 550, "user unknown", true},
+		// Programs and files only from aliases, never from RCPT (aliases(5)).
+		{`"|/bin/sh -c reboot"@example.org`, "", 550, "user unknown", true},
+		{`"/etc/passwd"@example.org`, "", 550, "user unknown", true},
+		{`":include:/etc/passwd"@example.org`, "", 550, "user unknown", true},
+		// Duplicates are suppressed (aliases(5)).
+		{"dup@example.org", "acct:pp", 0, "", true},
+		// The guide's virtusertable lines: error:nouser with the text given back.
+		{"gone@example.org", "", 550, "Gone for good", true},
+		{"dsn@example.org", "", 550, "Refused here", true},
+		{"tmpfail@example.org", "", 450, "Try again later", true},
+		{"errlist@example.org", "", 550, "Left the company", true}, // error: in aliases too
+		// A catch-all to another domain: %1 is the user.
+		{"anyone+tag@forward.example", "remote:anyone@remote.example", 0, "", true},
+		// Bounds: 20 levels of aliases, :include: files of 1 MiB.
+		{"deep0@example.org", "", 554, "Too many levels", true},
+		{"deep10@example.org", "acct:pp", 0, "", true},
+		{"hugeinc@example.org", "", 550, "at most", true},
+		{"missinginc@example.org", "", 550, "Cannot open", true},
 	} {
 		res, err := r.Resolve(context.Background(), a(tc.rcpt))
 		if tc.code != 0 {
@@ -159,20 +197,78 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestResolveOwnerAndTemporaryErrors(t *testing.T) {
+// aliases(5) and alias.c: errors for a list go to owner-list; when owner-list
+// is exactly one plain address, that address is the owner (the envelope
+// sender), else "owner-list"; the owner of an owner- alias is owner-owner.
+func TestResolveOwners(t *testing.T) {
 	tb := tables(t, map[string]string{
-		"aliases": "list: pp, bob\nowner-list: pp\ntmp: broken-db\n",
+		"aliases": "list: pp, bob\nowner-list: pp\n" +
+			"big: pp, inner\nowner-big: pp, bob\n" +
+			"inner: bob, carol@remote.example\nowner-inner: list-request@remote.example\n" +
+			"owner-x: pp\nowner-owner: bob\n" +
+			"plain: pp\n",
+	})
+	r := New(Config{Hostname: "mx.example.org", Tables: func() *maps.Tables { return tb }, Accounts: fakeAccounts{"pp": true, "bob": true}})
+	for _, tc := range []struct {
+		rcpt string
+		want map[string]string // target -> owner
+	}{
+		{"list@mx.example.org", map[string]string{"acct:pp": "pp@mx.example.org", "acct:bob": "pp@mx.example.org"}},
+		// owner-big has two addresses: the owner is owner-big itself.
+		{"big@mx.example.org", map[string]string{"acct:pp": "owner-big@mx.example.org", "acct:bob": "list-request@remote.example",
+			"remote:carol@remote.example": "list-request@remote.example"}}, // the inner list's owner wins for its members
+		{"owner-x@mx.example.org", map[string]string{"acct:pp": "bob@mx.example.org"}}, // owner-owner
+		{"plain@mx.example.org", map[string]string{"acct:pp": ""}},
+		{"pp@mx.example.org", map[string]string{"acct:pp": ""}},
+	} {
+		res, err := r.Resolve(context.Background(), a(tc.rcpt))
+		if err != nil {
+			t.Errorf("%s: %v", tc.rcpt, err)
+			continue
+		}
+		got := map[string]string{}
+		for _, tg := range res.Targets {
+			got[describe([]Target{tg})] = tg.Owner
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: owners %v, want %v", tc.rcpt, got, tc.want)
+		}
+	}
+}
+
+// The trace says how an address was resolved, for the log line.
+func TestResolveTrace(t *testing.T) {
+	tb := tables(t, map[string]string{
+		"virtusertable": "pp+*@example.org\tpp\n",
+		"aliases":       "pp: \\pp, webmaster\nwebmaster: root\nroot: bob\n",
 	})
 	r := New(Config{Hostname: "example.org", Tables: func() *maps.Tables { return tb }, Accounts: fakeAccounts{"pp": true, "bob": true}})
-	res, err := r.Resolve(context.Background(), a("list@example.org"))
-	if err != nil || len(res.Targets) != 2 || res.Targets[0].Owner != "owner-list@example.org" {
-		t.Errorf("owner: %+v %v", res.Targets, err)
+	res, err := r.Resolve(context.Background(), a("pp+x@example.org"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A failing account lookup is temporary, not "user unknown".
-	_, err = r.Resolve(context.Background(), a("tmp@example.org"))
-	var rej *Rejection
-	if err == nil || errors.As(err, &rej) {
-		t.Errorf("temporary failure reported as %v", err)
+	want := []string{"pp+x@example.org", "virtusertable:pp+*@example.org", "alias:pp", "account:pp", "alias:webmaster", "alias:root", "account:bob"}
+	if !reflect.DeepEqual(res.Trace, want) {
+		t.Errorf("trace %q, want %q", res.Trace, want)
+	}
+}
+
+// A failing account lookup is temporary, not "user unknown": the SMTP server
+// answers 451 4.3.0.
+func TestResolveTemporaryErrors(t *testing.T) {
+	tb := tables(t, map[string]string{"aliases": "tmp: broken-db\nhalf: pp, broken-db\n"})
+	r := New(Config{Hostname: "example.org", Tables: func() *maps.Tables { return tb }, Accounts: fakeAccounts{"pp": true}})
+	for _, rcpt := range []string{"tmp@example.org", "half@example.org", "broken-db@example.org"} {
+		_, err := r.Resolve(context.Background(), a(rcpt))
+		var rej *Rejection
+		if err == nil || errors.As(err, &rej) {
+			t.Errorf("%s: temporary failure reported as %v", rcpt, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.Resolve(ctx, a("pp@example.org")); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
 	}
 }
 
@@ -205,6 +301,9 @@ func TestResolveBoundsFanOut(t *testing.T) {
 	}
 }
 
+// error: right-hand sides (cf/README FEATURE(virtusertable) README:997-1050;
+// proto.m4 "error : $-.$-.$- : $+" and "error : $- $+"; parseaddr.c
+// ErrorCodes; sysexits.c SysExMsg for the replies of the names).
 func TestParseErrorTarget(t *testing.T) {
 	for _, tc := range []struct {
 		in       string
@@ -212,21 +311,40 @@ func TestParseErrorTarget(t *testing.T) {
 		enhanced string
 		text     string
 	}{
-		{"error:nouser No such user here", 550, "5.1.1", "No such user here"},
-		{"error:nouser 550 Gone for good", 550, "5.1.1", "Gone for good"},
-		{"ERROR:5.7.0:550 Not here", 550, "5.7.0", "Not here"},
-		{"error:550 Plain", 550, "5.0.0", "Plain"},
-		{"error:tempfail Try later", 451, "4.0.0", "Try later"},
+		{"error:nouser No such user here", 550, "5.1.1", "No such user here"},                                                             // the guide
+		{"error:nouser You can put any offensive message you like here", 550, "5.1.1", "You can put any offensive message you like here"}, // the guide
+		{"error:nouser 550 Gone for good", 550, "5.1.1", "Gone for good"},                                                                 // the issue: error:nouser 550 text
+		{"ERROR:5.7.0:550 Not here", 550, "5.7.0", "Not here"},                                                                            // README: error:5.7.0:550 text
 		{"error:4.2.2:450 Mailbox full", 450, "4.2.2", "Mailbox full"},
-		{"error:nouser", 550, "5.1.1", "Address rejected"},
+		{"error:5.2.2:450 Classes disagree", 450, "4.2.2", "Classes disagree"}, // RFC 3463: the reply's class
+		{"error:550 Plain", 550, "5.0.0", "Plain"},                             // usrerr(): x.0.0 from the reply
+		{"error:450 Later", 450, "4.0.0", "Later"},
+		{"error:550 5.7.1 Enhanced in the text", 550, "5.7.1", "Enhanced in the text"},
+		{"error:nouser 450 4.2.1 Try later", 450, "4.2.1", "Try later"},
+		{"error:tempfail Try later", 450, "4.0.0", "Try later"}, // EX_TEMPFAIL: 450 4.0.0
+		{"error:unavailable Closed", 554, "5.0.0", "Closed"},    // EX_UNAVAILABLE
+		{"error:nohost No such host", 550, "5.1.2", "No such host"},
+		{"error:usage Bad", 500, "5.0.0", "Bad"},
+		{"error:software Oops", 554, "5.3.0", "Oops"},
+		{"error:protocol Huh", 554, "5.5.0", "Huh"},
+		{"error:config Misconfigured", 554, "5.3.5", "Misconfigured"},
+		{"error:NOUSER Case", 550, "5.1.1", "Case"},
+		{"error:nouser", 550, "5.1.1", "User unknown"},                             // the name's own text
+		{"error:Mailbox closed for good", 554, "5.0.0", "Mailbox closed for good"}, // not a name: EX_UNAVAILABLE, all of it text
+		{`error:nouser "spaced   text"`, 550, "5.1.1", "spaced   text"},
 	} {
 		rej, ok := ParseErrorTarget(tc.in)
 		if !ok || rej.Code != tc.code || rej.Enhanced != tc.enhanced || rej.Text != tc.text {
 			t.Errorf("%q: %+v", tc.in, rej)
 		}
 	}
-	if _, ok := ParseErrorTarget("pp"); ok {
-		t.Error("pp parsed as an error")
+	for _, notError := range []string{"pp", "errors@example.org", "error", ""} {
+		if _, ok := ParseErrorTarget(notError); ok {
+			t.Errorf("%q parsed as an error", notError)
+		}
+	}
+	if got := (&Rejection{550, "5.1.1", "No such user here"}).Error(); got != "550 5.1.1 No such user here" {
+		t.Errorf("Error() = %q", got)
 	}
 }
 
@@ -245,12 +363,28 @@ func TestRunProgram(t *testing.T) {
 		enhanced string
 		text     string
 	}{
-		{"echo no such user; exit 67", 550, "5.1.1", "no such user"},
-		{"exit 75", 451, "4.0.0", "EX_TEMPFAIL"},
-		{"exit 1", 550, "5.0.0", "status 1"},
+		{"echo no such user; exit 67", 550, "5.1.1", "no such user"}, // EX_NOUSER; the program's first line is the text
+		{"exit 75", 450, "4.0.0", "EX_TEMPFAIL"},                     // sysexits.c: 450 4.0.0 Deferred
+		{"exit 71", 451, "4.0.0", "EX_OSERR"},
+		{"exit 74", 451, "4.0.0", "EX_IOERR"},
+		{"exit 69", 554, "5.0.0", "EX_UNAVAILABLE"},
+		{"exit 1", 554, "5.3.0", "unknown mailer error"}, // not a sysexits status: permanent
+		{"kill -9 $$", 554, "5.3.0", "unknown mailer error"},
+		{"printf 'two\\nlines\\033x'; exit 77", 550, "5.0.0", "two"},
 		{"sleep 10", 451, "4.4.7", "timed out"},
+		{"sleep 10 & exit 0", 0, "", ""}, // a child left behind does not hold the delivery up
 	} {
+		start := time.Now()
 		err := RunProgram(ctx, tc.cmd, strings.NewReader("x"), nil, 300*time.Millisecond)
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%q: took %v", tc.cmd, time.Since(start))
+		}
+		if tc.code == 0 {
+			if err != nil {
+				t.Errorf("%q: %v", tc.cmd, err)
+			}
+			continue
+		}
 		var rej *Rejection
 		if !errors.As(err, &rej) || rej.Code != tc.code || rej.Enhanced != tc.enhanced || !strings.Contains(rej.Text, tc.text) {
 			t.Errorf("%q: %v", tc.cmd, err)
@@ -283,9 +417,65 @@ func BenchmarkResolve(b *testing.B) {
 	tb, _ := maps.Load(dir)
 	r := New(Config{Hostname: "example.org", Tables: func() *maps.Tables { return tb }, Accounts: fakeAccounts{"pp": true}})
 	rcpt := a("info@example.org")
+	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := r.Resolve(context.Background(), rcpt); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
+
+func FuzzParseErrorTarget(f *testing.F) {
+	for _, s := range []string{"error:nouser No such user here", "error:5.7.0:550 x", "error:550", "error:tempfail", `error:nouser "a  b"`, "error:4.2.2:450"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		rej, ok := ParseErrorTarget(s)
+		if !ok {
+			return
+		}
+		if rej.Code < 400 || rej.Code > 599 || len(rej.Enhanced) < 5 || rej.Enhanced[0] != byte('0'+rej.Code/100) || rej.Text == "" {
+			t.Fatalf("%q: %+v", s, rej)
+		}
+	})
+}
+
+// Resolution of any aliases and virtusertable stays within its bounds.
+func FuzzResolve(f *testing.F) {
+	f.Add("a: b, c\nb: a, pp\nc: x@remote.example\n", "@example.org %1%3@example.org\n", "a+z")
+	f.Add("a: a\n", "a@example.org b@example.org\nb@example.org a@example.org\n", "a")
+	f.Fuzz(func(t *testing.T, aliases, virtuser, local string) {
+		al, err := maps.ParseAliases("aliases", strings.NewReader(aliases))
+		if err != nil {
+			return
+		}
+		vt, err := maps.ParseVirtusertable("virtusertable", strings.NewReader(virtuser))
+		if err != nil {
+			return
+		}
+		tb := &maps.Tables{Aliases: al, Virtusertable: vt}
+		r := New(Config{Hostname: "example.org", Tables: func() *maps.Tables { return tb }, Accounts: onlyPP{}})
+		a, err := addr.ParsePath(local+"@example.org", true)
+		if err != nil {
+			return
+		}
+		res, err := r.Resolve(context.Background(), a)
+		var rej *Rejection
+		if err != nil && !errors.As(err, &rej) {
+			t.Fatalf("temporary error from fake accounts: %v", err)
+		}
+		if len(res.Targets) > maxTargets {
+			t.Fatalf("%d targets", len(res.Targets))
+		}
+		for _, tg := range res.Targets {
+			if tg.Kind == TargetProgram || tg.Kind == TargetFile {
+				t.Fatalf("program or file target while not allowed: %+v", tg)
+			}
+		}
+	})
+}
+
+// onlyPP knows one account and never fails.
+type onlyPP struct{}
+
+func (onlyPP) AccountExists(_ context.Context, name string) (bool, error) { return name == "pp", nil }
