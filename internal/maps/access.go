@@ -91,9 +91,17 @@ func ParseAccess(file string, r io.Reader) (*Access, error) {
 		if err != nil {
 			return nil, &ParseError{file, l.n, err.Error()}
 		}
-		res, err := parseAccessValue(l.value)
-		if err != nil {
-			return nil, &ParseError{file, l.n, err.Error()}
+		var res AccessResult
+		switch tag {
+		case "", "Connect", "From", "To":
+			if res, err = parseAccessValue(l.value); err != nil {
+				return nil, &ParseError{file, l.n, err.Error()}
+			}
+		default:
+			// Spam:, GreetPause:, Srv_Features:, TLS_Clt: ... have values of
+			// their own (FRIEND, a number, flags, VERIFY): kept so that a
+			// Sendmail file loads, and not consulted.
+			res.Text = l.value
 		}
 		res.Key = l.key
 		m := a.byTag[tag]

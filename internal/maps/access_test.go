@@ -297,6 +297,22 @@ From:x@example.com	REJECT
 	}
 }
 
+// The other tags of cf/README (Spam: with delay_checks, GreetPause:,
+// Srv_Features:, TLS_Clt: ...) have values of their own: a Sendmail file that
+// has them loads, and they decide nothing here.
+func TestAccessOtherTags(t *testing.T) {
+	a := mustAccess(t, "Spam:abuse@\tFRIEND\nGreetPause:localhost\t0\nSrv_Features:10.1\tV\nTLS_Clt:host.example\tVERIFY\nClientRate:127.0.0.1\t0\n10.1.2.3\tOK\n")
+	if a.Len() != 6 {
+		t.Errorf("Len = %d", a.Len())
+	}
+	if r, ok := a.LookupConnect(netip.MustParseAddr("10.1.2.3"), ""); !ok || r.Action != ActionOK {
+		t.Errorf("untagged entry: %+v %v", r, ok)
+	}
+	if _, ok := a.LookupRcpt(ad("abuse@example.org"), true); ok {
+		t.Error("a Spam: entry was taken for a To: entry")
+	}
+}
+
 func TestAccessEmptyTable(t *testing.T) {
 	var a *Access
 	if _, ok := a.LookupConnect(netip.MustParseAddr("192.0.2.1"), "x.example"); ok {

@@ -216,6 +216,9 @@ func TestDomainLists(t *testing.T) {
 	}
 }
 
+// README:3553-3610: the exact host first, then .parent keys from the most to
+// the least specific; %1 is the part before the matched .parent; [host] means
+// no MX lookup.
 func TestMailertable(t *testing.T) {
 	m, err := ParseMailertable("mailertable", strings.NewReader(`example.com	smtp:mx.example.com
 .example.com	relay:[gateway.example.com]:2525

@@ -128,33 +128,33 @@ func TestResolve(t *testing.T) {
 		{"PP@EXAMPLE.ORG", "acct:pp", 0, "", true},
 		{"pp@mx.example.org", "acct:pp", 0, "", true},     // the hostname is local
 		{"pp@localhost", "acct:pp", 0, "", true},          // and localhost
-		{"pp@example.net", "acct:pp", 0, "", true},        // any local domain
+		{"pp@example.net", "acct:pp", 0, "", true},        // README:3535: a local-host-names name is local
 		{"postmaster", "acct:pp", 0, "", true},            // unqualified
-		{"www@example.org", "acct:pp", 0, "", true},       // the guide's chain www -> webmaster -> root -> pp
-		{"root+test@example.org", "acct:pp", 0, "", true}, // alias +detail falls back to root
+		{"www@example.org", "acct:pp", 0, "", true},       // the guide's chain www -> webmaster -> root -> pp (aliases(5): recursive)
+		{"root+test@example.org", "acct:pp", 0, "", true}, // README:1439: user+detail, user+*, then user
 		{"bob+anything@example.org", "acct:bob", 0, "", true},
 		{"staff@example.org", "acct:bob acct:pp remote:alice@elsewhere.example", 0, "", true},
 		{"info@example.org", "acct:pp", 0, "", true},
-		{"sales@example.org", "acct:bob acct:pp remote:alice@elsewhere.example", 0, "", true}, // virtusertable then aliases
-		{"fwd@example.org", "remote:someone@remote.example", 0, "", true},                     // forwarding is not relaying
-		{"chain@example.org", "acct:pp", 0, "", true},                                         // re-resolved
+		{"sales@example.org", "acct:bob acct:pp remote:alice@elsewhere.example", 0, "", true}, // README:997-1050: the virtusertable result is resolved again (aliases)
+		{"fwd@example.org", "remote:someone@remote.example", 0, "", true},                     // README:997-1050: a remote address; forwarding is not relaying
+		{"chain@example.org", "acct:pp", 0, "", true},                                         // README:997-1050: re-resolved through another virtuser entry
 		{"viaaddr@example.org", "acct:pp", 0, "", true},                                       // alias to a local address
-		{"bob+x@catchall.example", "acct:bob", 0, "", true},                                   // %1%3 keeps the detail
-		{"pp+shop@example.org", "acct:bob", 0, "", true},                                      // virtusertable user+* before user@
+		{"bob+x@catchall.example", "acct:bob", 0, "", true},                                   // proto.m4:1125-1151: @dom with %1%3 keeps the detail
+		{"pp+shop@example.org", "acct:bob", 0, "", true},                                      // proto.m4:1125-1151: user+*@dom before user@dom
 		{"announce@example.org", "acct:bob acct:pp remote:carol@elsewhere.example", 0, "", true},
-		{"self@example.org", "acct:bob", 0, "", true}, // "self" is no account: the loop branch is dropped
+		{"self@example.org", "acct:bob", 0, "", true}, // aliases(5): duplicates suppressed; "self" is no account, its loop branch is dropped
 		{"mixed@example.org", "acct:pp", 0, "", true}, // one bad member does not refuse the list
 		{"leaked@example.org", "", 550, "No such user here", true},
 		{"blocked@example.org", "", 550, "Go away", true},
 		{"nobody@example.org", "", 550, "user unknown", true},
 		{"allbad@example.org", "", 550, "user unknown", true},
-		{"loop1@example.org", "", 554, "loop", true},
-		{"vloop1@example.org", "", 554, "loop", true},
+		{"loop1@example.org", "", 554, "loop", true},  // a loop and nothing else: 554 5.4.6
+		{"vloop1@example.org", "", 554, "loop", true}, // through virtusertable too
 		{"prog@example.org", "", 550, "not allowed", true},
 		{"file@example.org", "", 550, "not allowed", true},
 		{"noprog@example.org", "", 550, "not allowed", true},
 		{"someone@remote.example", "remote:someone@remote.example", 0, "", false},
-		{"user@[192.0.2.1]", "remote:user@[192.0.2.1]", 0, "", false}, // literals are not local
+		{"user@[192.0.2.1]", "remote:user@[192.0.2.1]", 0, "", false}, // address literals are not local: relay rules apply
 		// The percent hack is no forwarding: the local part is a plain name
 		// (policy refuses it as a relay for outside clients first).
 		{"user%remote.example@example.org", "", 550, "user unknown", true},
