@@ -65,34 +65,58 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &de) && de.IsNotFound
 }
 
-// VerifiedHostname returns the client's forward-confirmed reverse DNS name: a PTR
-// name of ip whose own addresses include ip. It returns "" without error when
-// there is none, and an error only for a temporary failure (the caller may then
-// treat the client as unnamed, or answer 4xx where a name is needed).
-func VerifiedHostname(ctx context.Context, r Resolver, ip netip.Addr, timeout time.Duration) (string, error) {
+// PTRResult says how a client's reverse lookup went.
+type PTRResult int
+
+const (
+	PTRConfirmed PTRResult = iota + 1 // a name whose addresses include the client's
+	PTRNone                           // no name (NXDOMAIN, or no PTR record)
+	PTRForged                         // names, none of which leads back to the address
+	PTRTempFail                       // the lookup failed temporarily
+)
+
+// LookupClient looks up a client's forward-confirmed reverse DNS name: a PTR
+// name of ip whose own addresses include ip. The name is "" unless the result
+// is PTRConfirmed.
+func LookupClient(ctx context.Context, r Resolver, ip netip.Addr, timeout time.Duration) (string, PTRResult) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	names, err := r.LookupPTR(ctx, ip)
-	if err != nil && len(names) == 0 {
-		if IsNotFound(err) {
-			return "", nil
+	if len(names) == 0 {
+		if err == nil || IsNotFound(err) {
+			return "", PTRNone
 		}
-		return "", err
+		return "", PTRTempFail
 	}
 	ip = ip.Unmap()
+	temp := false
 	for i, name := range names {
 		if i >= 10 { // bound the work a hostile PTR set can cause
 			break
 		}
 		addrs, err := r.LookupIP(ctx, name)
 		if err != nil {
+			temp = temp || !IsNotFound(err)
 			continue
 		}
 		for _, a := range addrs {
 			if a.Unmap() == ip {
-				return name, nil
+				return name, PTRConfirmed
 			}
 		}
 	}
-	return "", nil
+	if temp {
+		return "", PTRTempFail
+	}
+	return "", PTRForged
+}
+
+// VerifiedHostname returns the client's forward-confirmed reverse DNS name, or
+// "" when there is none; the error is for a temporary failure.
+func VerifiedHostname(ctx context.Context, r Resolver, ip netip.Addr, timeout time.Duration) (string, error) {
+	name, res := LookupClient(ctx, r, ip, timeout)
+	if res == PTRTempFail {
+		return "", errors.New("dnsutil: reverse lookup failed temporarily")
+	}
+	return name, nil
 }

@@ -47,6 +47,16 @@ func TestVerifiedHostname(t *testing.T) {
 	srv.MustAdd(t, "3.0.0.127.in-addr.arpa. 60 IN PTR liar.example.test.", "liar.example.test. 60 IN A 127.0.0.99")
 	r := dnsutil.New(srv.Addr)
 	ctx := context.Background()
+	for ip, want := range map[string]dnsutil.PTRResult{"127.0.0.2": dnsutil.PTRConfirmed, "127.0.0.3": dnsutil.PTRForged, "127.0.0.4": dnsutil.PTRNone} {
+		if _, got := dnsutil.LookupClient(ctx, r, netip.MustParseAddr(ip), 2*time.Second); got != want {
+			t.Errorf("LookupClient(%s) = %v, want %v", ip, got, want)
+		}
+	}
+	// A resolver that does not answer is a temporary failure.
+	dead := dnsutil.New("127.0.0.1:9") // discard port: nothing answers
+	if _, got := dnsutil.LookupClient(ctx, dead, netip.MustParseAddr("127.0.0.2"), 300*time.Millisecond); got != dnsutil.PTRTempFail {
+		t.Errorf("unanswered lookup = %v, want PTRTempFail", got)
+	}
 	for ip, want := range map[string]string{
 		"127.0.0.2": "client.example.test",
 		"127.0.0.3": "",

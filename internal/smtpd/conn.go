@@ -101,11 +101,12 @@ func (c *conn) serve() {
 
 	c.client = policy.Client{IP: c.ip}
 	if c.srv.DNS != nil && c.ip.IsValid() {
-		name, err := dnsutil.VerifiedHostname(context.Background(), c.srv.DNS, c.ip, 10*time.Second)
-		if err != nil {
-			c.srv.Log.Debug("reverse DNS", "client_ip", c.ip.String(), "err", err)
-		}
+		name, res := dnsutil.LookupClient(context.Background(), c.srv.DNS, c.ip, 10*time.Second)
 		c.client.Hostname = name
+		c.client.PTR = map[dnsutil.PTRResult]policy.PTRStatus{
+			dnsutil.PTRConfirmed: policy.PTROK, dnsutil.PTRNone: policy.PTRFail,
+			dnsutil.PTRForged: policy.PTRForged, dnsutil.PTRTempFail: policy.PTRTemp,
+		}[res]
 	}
 	c.connVerd = policy.CheckConnect(c.srv.Tables(), c.client)
 	if c.connVerd.Verdict == policy.Reject {
