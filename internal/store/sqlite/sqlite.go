@@ -191,9 +191,6 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		s.log.Warn("store: removing unreferenced blob files", "err", err)
 	}
 	bs.CleanTemp()
-	if err := s.preallocateWAL(); err != nil {
-		s.log.Warn("store: preallocating the write-ahead log", "err", err)
-	}
 	go s.writer()
 	return s, nil
 }
@@ -523,35 +520,6 @@ func (s *Store) checkpointer() {
 			s.log.Warn("store: checkpoint", "err", err)
 		}
 	}
-}
-
-// walPrealloc is the size the write-ahead log is given at Open: its blocks
-// then exist, and the fdatasync after each group writes only data (about
-// half the cost of an fdatasync that also commits a new file size).
-const walPrealloc = restartAfter
-
-// preallocateWAL writes zeros up to walPrealloc past the end of the log.
-// SQLite ignores what follows the last valid frame (frames carry a checksum
-// and the salt of their log generation), so the zeros are never read as data.
-func (s *Store) preallocateWAL() error {
-	path := filepath.Join(s.dir, "posthorn.db-wal")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.Size() >= walPrealloc {
-		return err
-	}
-	zeros := make([]byte, 1<<20)
-	for off := st.Size(); off < walPrealloc; off += int64(len(zeros)) {
-		n := min(int64(len(zeros)), walPrealloc-off)
-		if _, err := f.WriteAt(zeros[:n], off); err != nil {
-			return err
-		}
-	}
-	return f.Sync()
 }
 
 // syncFile fsyncs a file by name. Opening it each time (rather than keeping a
