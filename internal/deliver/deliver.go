@@ -161,6 +161,15 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 	return res, nil
 }
 
+// sender names the envelope sender for programs and mbox files; the null
+// sender is MAILER-DAEMON there, as Sendmail writes it.
+func (e *Envelope) sender() string {
+	if e.Null {
+		return "MAILER-DAEMON"
+	}
+	return e.From.String()
+}
+
 type sideJob struct {
 	rcpt   addr.Address
 	target route.Target
@@ -173,24 +182,16 @@ func (d *Deliverer) runSideJob(ctx context.Context, env *Envelope, body store.Bo
 		if !d.AllowPrograms {
 			return &route.Rejection{Code: 550, Enhanced: "5.7.1", Text: "Delivery to programs is not allowed"}
 		}
-		sender := "MAILER-DAEMON"
-		if !env.Null {
-			sender = env.From.String()
-		}
 		timeout := d.ProgramTimeout
 		if timeout == 0 {
 			timeout = time.Minute
 		}
-		return route.RunProgram(ctx, t.Command, r, []string{"SENDER=" + sender}, timeout)
+		return route.RunProgram(ctx, t.Command, r, []string{"SENDER=" + env.sender()}, timeout)
 	case route.TargetFile:
 		if !d.AllowFiles {
 			return &route.Rejection{Code: 550, Enhanced: "5.7.1", Text: "Delivery to files is not allowed"}
 		}
-		from := "MAILER-DAEMON"
-		if !env.Null {
-			from = env.From.String()
-		}
-		return route.AppendFile(t.Path, "From "+from+" "+time.Now().UTC().Format(time.ANSIC), r)
+		return route.AppendFile(t.Path, "From "+env.sender()+" "+time.Now().UTC().Format(time.ANSIC), r)
 	}
 	return nil
 }

@@ -306,7 +306,11 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 }
 
 func allUIDs(tx *wtx, mailboxID int64) ([]uint32, error) {
-	rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+	return scanUIDs(tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID))
+}
+
+// scanUIDs reads a one-column result of UIDs and closes it.
+func scanUIDs(rows *sql.Rows, err error) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -604,26 +604,16 @@ func removeKeywords(kws, remove []string) []string {
 
 // expungeTx removes messages and records them for VANISHED.
 func expungeTx(tx *wtx, mailboxID int64, uids []uint32) ([]uint32, uint64, error) {
-	var rows *sql.Rows
+	var gone []uint32
 	var err error
 	if uids == nil {
-		rows, err = tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & 8) != 0 ORDER BY uid", mailboxID)
+		gone, err = scanUIDs(tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & 8) != 0 ORDER BY uid", mailboxID))
 	} else {
-		rows, err = tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", mailboxID, uidList(uids))
+		gone, err = scanUIDs(tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", mailboxID, uidList(uids)))
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	var gone []uint32
-	for rows.Next() {
-		var u uint32
-		if err := rows.Scan(&u); err != nil {
-			rows.Close()
-			return nil, 0, err
-		}
-		gone = append(gone, u)
-	}
-	rows.Close()
 	if len(gone) == 0 {
 		return nil, 0, nil
 	}
@@ -789,20 +779,7 @@ func (s *Store) Move(ctx context.Context, src int64, uids []uint32, dst int64) (
 
 // Vanished returns UIDs expunged after sinceModSeq (QRESYNC).
 func (s *Store) Vanished(ctx context.Context, mailboxID int64, sinceModSeq uint64) ([]uint32, error) {
-	rows, err := s.rQuery(ctx, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, sinceModSeq)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []uint32
-	for rows.Next() {
-		var u uint32
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return scanUIDs(s.rQuery(ctx, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, sinceModSeq))
 }
 
 func readerOf(b []byte) *bytes.Reader { return bytes.NewReader(b) }
