@@ -93,7 +93,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("data_dir: %w", err)
 		}
 	}
-	st, err := sqlite.Open(cfg.DataDir, sqlite.Options{Logger: log})
+	st, err := sqlite.Open(cfg.DataDir, sqlite.Options{Logger: log, PreallocateWAL: true})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}

@@ -74,6 +74,35 @@ func TestDurableAcrossReopen(t *testing.T) {
 	}
 }
 
+func TestPreallocatedWAL(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{PreallocateWAL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "posthorn.db-wal"))
+	if err != nil || st.Size() != restartAfter {
+		t.Fatalf("write-ahead log after Open: %v, %v", st, err)
+	}
+	s.CreateAccount(ctx, "pp", "h")
+	for i := 0; i < 50; i++ {
+		if _, err := s.Deliver(ctx, &store.Delivery{Body: storetest.Msg(strconv.Itoa(i)), Local: []store.LocalTarget{{Account: "pp"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	// The zeros after the frames are not read as data: everything is there.
+	s = open(t, dir)
+	a, _ := s.GetAccount(ctx, "pp")
+	mb, _ := s.GetMailbox(ctx, a.ID, "INBOX")
+	if mb.Messages != 50 {
+		t.Errorf("%d messages after reopen, want 50", mb.Messages)
+	}
+	if p, err := s.Check(ctx); err != nil || len(p) != 0 {
+		t.Errorf("check: %v %v", p, err)
+	}
+}
+
 func TestTwoInstancesOnOneDirectory(t *testing.T) {
 	dir := t.TempDir()
 	a, b := open(t, dir), open(t, dir)
