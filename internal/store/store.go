@@ -196,7 +196,16 @@ type QueueEntry struct {
 	NextAttempt time.Time
 	Size        int64
 	BlobID      string
+	Held        bool // not tried until released
+	Warned      bool // the delay notice went out
 	Recipients  []QueueRecipientState
+}
+
+// QueueUpdate is what one round of delivery attempts changes in a queue entry.
+type QueueUpdate struct {
+	Recipients  []QueueRecipientState
+	NextAttempt time.Time
+	Warned      bool // set the delay-notice mark (it is never cleared)
 }
 
 // Recipient states on the queue.
@@ -312,10 +321,19 @@ type Store interface {
 	GetQueueEntry(ctx context.Context, id string) (*QueueEntry, error)
 	// OpenQueueMessage opens the bytes of a queued message.
 	OpenQueueMessage(ctx context.Context, id string) (MessageReader, error)
-	// UpdateQueueRecipients records delivery attempts of some recipients of a queue
-	// entry and when to try the others next; the recipient states replace those of
-	// the same Address.
-	UpdateQueueRecipients(ctx context.Context, id string, states []QueueRecipientState, nextAttempt time.Time) error
+	// DueQueue returns up to limit entries that are not held and whose next
+	// attempt is at or before now, the earliest first, with their recipients.
+	DueQueue(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error)
+	// UpdateQueueEntry records delivery attempts: the recipient states replace
+	// those of the same Address, and the entry's next attempt and delay-notice
+	// mark are set.
+	UpdateQueueEntry(ctx context.Context, id string, u QueueUpdate) error
+	// HoldQueueEntry holds (held true) or releases an entry: a held entry is not
+	// tried until released (`posthorn queue hold|release`).
+	HoldQueueEntry(ctx context.Context, id string, held bool) error
+	// RescheduleQueue makes an entry, or with id "" every entry, due at t
+	// (`posthorn queue flush`). Held entries stay held.
+	RescheduleQueue(ctx context.Context, id string, t time.Time) error
 	// DeleteQueueEntry removes an entry (delivered, bounced, or deleted by hand).
 	DeleteQueueEntry(ctx context.Context, id string) error
 

@@ -23,7 +23,7 @@ func newQueueID() string {
 
 // ListQueue returns every queue entry, oldest first.
 func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
-	rows, err := s.rQuery(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue ORDER BY created, id")
+	rows, err := s.rQuery(ctx, "SELECT " + queueColumns + " FROM queue ORDER BY created, id")
 	if err != nil {
 		return nil, err
 	}
@@ -48,10 +48,13 @@ func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
 	return out, nil
 }
 
+// queueColumns are the columns scanQueue reads, in its order.
+const queueColumns = "id, sender, envid, ret, created, next_attempt, size, blob_id, held, warned"
+
 func scanQueue(row interface{ Scan(...any) error }) (*store.QueueEntry, error) {
 	var e store.QueueEntry
 	var created, next, blobID int64
-	if err := row.Scan(&e.ID, &e.From, &e.EnvID, &e.Ret, &created, &next, &e.Size, &blobID); err != nil {
+	if err := row.Scan(&e.ID, &e.From, &e.EnvID, &e.Ret, &created, &next, &e.Size, &blobID, &e.Held, &e.Warned); err != nil {
 		return nil, err
 	}
 	e.Created, e.NextAttempt = time.Unix(created, 0), time.Unix(next, 0)
@@ -82,7 +85,7 @@ func (s *Store) queueRecipients(ctx context.Context, id string) ([]store.QueueRe
 
 // GetQueueEntry returns one queue entry.
 func (s *Store) GetQueueEntry(ctx context.Context, id string) (*store.QueueEntry, error) {
-	e, err := scanQueue(s.rQueryRow(ctx, "SELECT id, sender, envid, ret, created, next_attempt, size, blob_id FROM queue WHERE id = ?", id))
+	e, err := scanQueue(s.rQueryRow(ctx, "SELECT " + queueColumns + " FROM queue WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
 	}
@@ -109,17 +112,44 @@ func (s *Store) OpenQueueMessage(ctx context.Context, id string) (store.MessageR
 	return s.openBlob(data, file)
 }
 
-// UpdateQueueRecipients records delivery attempts.
-func (s *Store) UpdateQueueRecipients(ctx context.Context, id string, states []store.QueueRecipientState, nextAttempt time.Time) error {
+// DueQueue returns the entries due at now that are not held.
+func (s *Store) DueQueue(ctx context.Context, now time.Time, limit int) ([]store.QueueEntry, error) {
+	rows, err := s.rQuery(ctx, "SELECT "+queueColumns+" FROM queue WHERE next_attempt <= ? AND held = 0 ORDER BY next_attempt, id LIMIT ?", now.Unix(), limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.QueueEntry
+	for rows.Next() {
+		e, err := scanQueue(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].Recipients, err = s.queueRecipients(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// UpdateQueueEntry records delivery attempts.
+func (s *Store) UpdateQueueEntry(ctx context.Context, id string, u store.QueueUpdate) error {
 	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
-		res, err := tx.Exec("UPDATE queue SET next_attempt = ? WHERE id = ?", nextAttempt.Unix(), id)
+		res, err := tx.Exec("UPDATE queue SET next_attempt = ?, warned = warned OR ? WHERE id = ?", u.NextAttempt.Unix(), u.Warned, id)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
 		}
-		for _, r := range states {
+		for _, r := range u.Recipients {
 			var last int64
 			if !r.LastTry.IsZero() {
 				last = r.LastTry.Unix()
@@ -128,6 +158,38 @@ func (s *Store) UpdateQueueRecipients(ctx context.Context, id string, states []s
 				r.Status, r.Attempts, r.LastError, last, id, r.Address); err != nil {
 				return err
 			}
+		}
+		return nil
+	}})
+}
+
+// HoldQueueEntry holds or releases an entry.
+func (s *Store) HoldQueueEntry(ctx context.Context, id string, held bool) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
+		res, err := tx.Exec("UPDATE queue SET held = ? WHERE id = ?", held, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
+		}
+		return nil
+	}})
+}
+
+// RescheduleQueue makes one entry, or all, due at t.
+func (s *Store) RescheduleQueue(ctx context.Context, id string, t time.Time) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
+		if id == "" {
+			_, err := tx.Exec("UPDATE queue SET next_attempt = ?", t.Unix())
+			return err
+		}
+		res, err := tx.Exec("UPDATE queue SET next_attempt = ? WHERE id = ?", t.Unix(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
 		}
 		return nil
 	}})

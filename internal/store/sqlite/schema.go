@@ -1,7 +1,16 @@
 package sqlite
 
-// schemaVersion is kept in PRAGMA user_version.
-const schemaVersion = 1
+// schemaVersion is kept in PRAGMA user_version: the version of schema plus
+// the migrations applied after it.
+var schemaVersion = 1 + len(migrations)
+
+// migrations take a database from version n+1 to n+2 (migrations[n]); a new
+// database gets schema and then all of them, so both paths end equal.
+var migrations = []string{
+	// 2: held entries (posthorn queue hold) and the delay-notice mark.
+	`ALTER TABLE queue ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE queue ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;`,
+}
 
 // schema is the database at version 1. The counters of a mailbox and the
 // reference count of a blob change in the same transaction as the messages

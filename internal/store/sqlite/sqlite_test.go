@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -450,5 +451,43 @@ func TestCloseWhileWriting(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("deliveries still waiting after Close")
 		}
+	}
+}
+
+// A database made by the first schema is brought up to date when opened, and
+// keeps its queue.
+func TestMigrateFromVersion1(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(context.Background(), &store.Delivery{Body: storetest.Msg("old"), From: "a@example.org",
+		Remote: []store.QueueRecipient{{Address: "b@remote.example"}}, QueueID: "Q1"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "posthorn.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"ALTER TABLE queue DROP COLUMN held", "ALTER TABLE queue DROP COLUMN warned", "PRAGMA user_version = 1"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+
+	s = open(t, dir)
+	var v int
+	if err := s.wdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 2 {
+		t.Fatalf("schema version %d %v, want 2", v, err)
+	}
+	if err := s.HoldQueueEntry(context.Background(), "Q1", true); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.GetQueueEntry(context.Background(), "Q1")
+	if err != nil || !e.Held || e.From != "a@example.org" {
+		t.Fatalf("entry after migration: %+v %v", e, err)
 	}
 }

@@ -376,14 +376,62 @@ func testDeliverQueue(t *testing.T, s store.Store) {
 		t.Errorf("queued bytes %q", b)
 	}
 	next := time.Now().Add(time.Hour).Truncate(time.Second)
-	err = s.UpdateQueueRecipients(ctx, "QID123", []store.QueueRecipientState{{QueueRecipient: store.QueueRecipient{Address: "x@remote.example"},
-		Status: store.RcptFailed, Attempts: 1, LastError: "550 no", LastTry: time.Now()}}, next)
+	// Due now: the entry; an hour later it is not due until then.
+	if due, err := s.DueQueue(ctx, time.Now(), 10); err != nil || len(due) != 1 || due[0].ID != "QID123" || len(due[0].Recipients) != 2 {
+		t.Fatalf("due before update: %+v %v", due, err)
+	}
+	err = s.UpdateQueueEntry(ctx, "QID123", store.QueueUpdate{Recipients: []store.QueueRecipientState{{QueueRecipient: store.QueueRecipient{Address: "x@remote.example"},
+		Status: store.RcptFailed, Attempts: 1, LastError: "550 no", LastTry: time.Now()}}, NextAttempt: next, Warned: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e2, err := s.GetQueueEntry(ctx, "QID123")
-	if err != nil || !e2.NextAttempt.Equal(next) || e2.Recipients[0].Status != store.RcptFailed || e2.Recipients[0].LastError != "550 no" || e2.Recipients[1].Status != store.RcptPending {
+	if err != nil || !e2.NextAttempt.Equal(next) || e2.Recipients[0].Status != store.RcptFailed || e2.Recipients[0].LastError != "550 no" ||
+		e2.Recipients[1].Status != store.RcptPending || !e2.Warned || e2.Held {
 		t.Errorf("after update %+v %v", e2, err)
+	}
+	// The mark stays once set.
+	if err := s.UpdateQueueEntry(ctx, "QID123", store.QueueUpdate{NextAttempt: next}); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.GetQueueEntry(ctx, "QID123"); e == nil || !e.Warned {
+		t.Errorf("delay-notice mark lost: %+v", e)
+	}
+	if due, err := s.DueQueue(ctx, time.Now(), 10); err != nil || len(due) != 0 {
+		t.Errorf("due before its next attempt: %+v %v", due, err)
+	}
+	if due, _ := s.DueQueue(ctx, next, 10); len(due) != 1 {
+		t.Errorf("not due at its next attempt: %+v", due)
+	}
+	// Held: never due, flush or not; released and flushed: due now.
+	if err := s.HoldQueueEntry(ctx, "QID123", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RescheduleQueue(ctx, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.DueQueue(ctx, next, 10); len(due) != 0 {
+		t.Errorf("held entry is due: %+v", due)
+	}
+	if e, _ := s.GetQueueEntry(ctx, "QID123"); e == nil || !e.Held {
+		t.Errorf("hold not recorded: %+v", e)
+	}
+	if err := s.HoldQueueEntry(ctx, "QID123", false); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.DueQueue(ctx, time.Now(), 10); len(due) != 1 {
+		t.Errorf("released, flushed entry not due: %+v", due)
+	}
+	if err := s.RescheduleQueue(ctx, "QID123", next); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.DueQueue(ctx, time.Now(), 10); len(due) != 0 {
+		t.Errorf("rescheduled entry still due: %+v", due)
+	}
+	for _, err := range []error{s.HoldQueueEntry(ctx, "nope", true), s.RescheduleQueue(ctx, "nope", next), s.UpdateQueueEntry(ctx, "nope", store.QueueUpdate{})} {
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown entry: %v", err)
+		}
 	}
 	// Deleting the queue entry keeps the local copy readable.
 	if err := s.DeleteQueueEntry(ctx, "QID123"); err != nil {
