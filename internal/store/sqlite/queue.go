@@ -23,7 +23,7 @@ func newQueueID() string {
 
 // ListQueue returns every queue entry, oldest first.
 func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
-	rows, err := s.rQuery(ctx, "SELECT " + queueColumns + " FROM queue ORDER BY created, id")
+	rows, err := s.rQuery(ctx, "SELECT "+queueColumns+" FROM queue ORDER BY created, id")
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (s *Store) queueRecipients(ctx context.Context, id string) ([]store.QueueRe
 
 // GetQueueEntry returns one queue entry.
 func (s *Store) GetQueueEntry(ctx context.Context, id string) (*store.QueueEntry, error) {
-	e, err := scanQueue(s.rQueryRow(ctx, "SELECT " + queueColumns + " FROM queue WHERE id = ?", id))
+	e, err := scanQueue(s.rQueryRow(ctx, "SELECT "+queueColumns+" FROM queue WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: queue entry %q", store.ErrNotFound, id)
 	}
