@@ -45,6 +45,8 @@ type Config struct {
 	TLS     TLS     `toml:"tls"`
 	DNS     DNS     `toml:"dns"`
 	SMTPC   SMTPC   `toml:"smtpc"`
+	Queue   Queue   `toml:"queue"`
+	SRS     SRS     `toml:"srs"`
 
 	// File is the path the config was read from.
 	File string `toml:"-"`
@@ -111,6 +113,36 @@ type DNS struct {
 type SMTPC struct {
 	// Port is the port used to reach an MX (25 unless a test says otherwise).
 	Port int `toml:"port"`
+	// CAFile adds PEM certificates to the system's roots for verifying the
+	// next hop (a smart host with a private CA).
+	CAFile         string   `toml:"ca_file"`
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	CommandTimeout Duration `toml:"command_timeout"`
+}
+
+// Queue configures the outbound queue: how long and how often it retries, and
+// how many connections it opens.
+type Queue struct {
+	// Lifetime is how long a message is retried before it bounces (5 days).
+	Lifetime Duration `toml:"queue_lifetime"`
+	// DelayWarning is when the sender hears that a message is still waiting (4 hours).
+	DelayWarning Duration `toml:"delay_warning"`
+	// MinBackoff and MaxBackoff bound the growing wait between attempts.
+	MinBackoff Duration `toml:"min_backoff"`
+	MaxBackoff Duration `toml:"max_backoff"`
+	// MaxConnections caps outbound connections in total; MaxPerDestination per
+	// destination (a domain, or the smart host).
+	MaxConnections    int `toml:"max_connections"`
+	MaxPerDestination int `toml:"max_connections_per_destination"`
+}
+
+// SRS configures the Sender Rewriting Scheme for forwarded mail.
+type SRS struct {
+	// SecretFile holds the secret (one line; more lines are older secrets,
+	// still accepted on bounces). Empty: forwarded mail keeps its sender.
+	SecretFile string `toml:"secret_file"`
+	// Domain is the domain of rewritten addresses (the hostname when empty).
+	Domain string `toml:"domain"`
 }
 
 // Listeners is a list of "host:port" addresses; the config may give one string
@@ -141,11 +173,24 @@ func (l *Listeners) UnmarshalTOML(v any) error {
 // Duration is a time.Duration written as "30s", "5m", "1h".
 type Duration time.Duration
 
-// UnmarshalText parses a Go duration string.
+// UnmarshalText parses a Go duration string, or a number of days ("5d", as
+// queue lifetimes are usually written).
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	s := string(b)
+	var v time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		if err == nil && (n < 0 || n > 10000) {
+			err = errors.New("out of range")
+		}
+		v = time.Duration(n) * 24 * time.Hour
+	} else {
+		v, err = time.ParseDuration(s)
+	}
 	if err != nil {
-		return fmt.Errorf("%q is not a duration like \"30s\" or \"5m\"", b)
+		return fmt.Errorf("%q is not a duration like \"30s\", \"5m\" or \"5d\"", b)
 	}
 	if v < 0 {
 		return fmt.Errorf("duration %q is negative", b)
@@ -170,6 +215,13 @@ const (
 	DefaultDataTimeout         = 10 * time.Minute
 	DefaultProgramTimeout      = time.Minute
 	DefaultSMTPCPort           = 25
+	DefaultConnectTimeout      = 30 * time.Second
+	DefaultQueueLifetime       = 5 * 24 * time.Hour
+	DefaultDelayWarning        = 4 * time.Hour
+	DefaultMinBackoff          = 5 * time.Minute
+	DefaultMaxBackoff          = time.Hour
+	DefaultQueueConnections    = 100
+	DefaultPerDestination      = 10
 )
 
 // Error is a problem in a config file, with the line it is on when known.
@@ -258,6 +310,30 @@ func (c *Config) applyDefaults() {
 	if c.SMTPC.Port == 0 {
 		c.SMTPC.Port = DefaultSMTPCPort
 	}
+	for _, d := range []struct {
+		v   *Duration
+		def time.Duration
+	}{
+		{&c.SMTPC.ConnectTimeout, DefaultConnectTimeout},
+		{&c.SMTPC.CommandTimeout, DefaultCommandTimeout},
+		{&c.Queue.Lifetime, DefaultQueueLifetime},
+		{&c.Queue.DelayWarning, DefaultDelayWarning},
+		{&c.Queue.MinBackoff, DefaultMinBackoff},
+		{&c.Queue.MaxBackoff, DefaultMaxBackoff},
+	} {
+		if *d.v == 0 {
+			*d.v = Duration(d.def)
+		}
+	}
+	if c.Queue.MaxConnections == 0 {
+		c.Queue.MaxConnections = DefaultQueueConnections
+	}
+	if c.Queue.MaxPerDestination == 0 {
+		c.Queue.MaxPerDestination = DefaultPerDestination
+	}
+	if c.SRS.Domain == "" {
+		c.SRS.Domain = strings.ToLower(strings.TrimSuffix(c.Hostname, "."))
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -278,6 +354,8 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
 	abs(&c.SMTP.SmartHostPasswordFile)
+	abs(&c.SMTPC.CAFile)
+	abs(&c.SRS.SecretFile)
 }
 
 var hostnameRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -336,6 +414,15 @@ func (c *Config) validate(data []byte) []error {
 	}
 	if c.SMTPC.Port < 0 || c.SMTPC.Port > 65535 {
 		bad("smtpc.port", "%d is not a port number", c.SMTPC.Port)
+	}
+	if c.Queue.MaxConnections < 0 {
+		bad("queue.max_connections", "must be positive")
+	}
+	if c.Queue.MaxPerDestination < 0 {
+		bad("queue.max_connections_per_destination", "must be positive")
+	}
+	if c.Queue.MinBackoff > c.Queue.MaxBackoff {
+		bad("queue.min_backoff", "%v is more than max_backoff (%v)", c.Queue.MinBackoff.D(), c.Queue.MaxBackoff.D())
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls.cert_file", "cert_file and key_file go together")

@@ -152,3 +152,31 @@ func TestLoadReadsFile(t *testing.T) {
 		t.Fatal("Load of a missing file succeeded")
 	}
 }
+
+func TestQueueKeys(t *testing.T) {
+	c, err := Parse("/etc/posthorn/posthorn.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.Lifetime.D() != 5*24*time.Hour || c.Queue.DelayWarning.D() != 4*time.Hour ||
+		c.Queue.MaxConnections != 100 || c.Queue.MaxPerDestination != 10 || c.SRS.Domain != "mx.example.org" {
+		t.Errorf("queue defaults: %+v %+v", c.Queue, c.SRS)
+	}
+	c, err = Parse("/etc/posthorn/posthorn.toml", []byte(minimal+"[queue]\nqueue_lifetime = \"2d\"\nmin_backoff = \"1s\"\nmax_backoff = \"10s\"\n[srs]\nsecret_file = \"srs.key\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.Lifetime.D() != 48*time.Hour || c.Queue.MinBackoff.D() != time.Second || c.SRS.SecretFile != "/etc/posthorn/srs.key" {
+		t.Errorf("queue keys: %+v %+v", c.Queue, c.SRS)
+	}
+	for _, bad := range []struct{ text, want string }{
+		{"[queue]\nqueue_lifetime = \"5 days\"\n", "posthorn.toml:5: queue.queue_lifetime"},
+		{"[queue]\nmin_backoff = \"2h\"\n", "queue.min_backoff"},
+		{"[queue]\nmax_connections = -1\n", "queue.max_connections"},
+	} {
+		_, err := Parse("/etc/posthorn/posthorn.toml", []byte(minimal+bad.text))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: error %v, want it to name %q", bad.text, err, bad.want)
+		}
+	}
+}
