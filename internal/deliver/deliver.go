@@ -25,8 +25,8 @@ import (
 type Recipient struct {
 	Address addr.Address // as the client gave it
 	Targets []route.Target
-	ORCPT   string // RFC 3461 original recipient, when given
-	Notify  string // RFC 3461 NOTIFY, when given
+	ORCPT   string // RFC 3461 original recipient, decoded: "rfc822;addr" or "utf-8;addr" (RFC 6533); "" when not given
+	Notify  string // RFC 3461 NOTIFY: "NEVER", or a comma list of SUCCESS, FAILURE, DELAY; "" when not given
 }
 
 // Envelope is the SMTP envelope of a message.
@@ -35,7 +35,8 @@ type Envelope struct {
 	From       addr.Address
 	Null       bool // the null reverse-path <>
 	Recipients []Recipient
-	EnvID, Ret string // RFC 3461
+	EnvID      string // RFC 3461 ENVID, decoded; "" when not given
+	Ret        string // RFC 3461 RET: "FULL", "HDRS" or ""
 }
 
 // Failure is a target the message could not be delivered to, while others took
@@ -61,6 +62,9 @@ type Deliverer struct {
 	AllowFiles     bool
 	ProgramTimeout time.Duration
 	Log            *slog.Logger
+	// Queued, when set, is told the ID of each new queue entry once it is
+	// durable, so that the queue sends it at once.
+	Queued func(id string)
 }
 
 // Deliver stores body (the whole message as it is to be kept, trace fields
@@ -151,6 +155,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 		res.Delivered++
 	}
 	res.Queued = len(remote)
+	if res.Queued > 0 && d.Queued != nil {
+		d.Queued(sr.QueueID)
+	}
 	if res.Delivered == 0 && res.Queued == 0 && len(failed) > 0 && len(sideJobs) == 0 {
 		// Nobody got it: refuse, with the reason of the first failure.
 		return nil, fmt.Errorf("deliver %s: %w", env.ID, errors.Join(failed...))

@@ -138,3 +138,41 @@ func TestDeliverProgramsAndFiles(t *testing.T) {
 		t.Errorf("programs off: %v", err)
 	}
 }
+
+// RFC 3461 values reach the queue entry: ENVID and RET for the message, ORCPT
+// and NOTIFY for each remote target of the recipient that gave them (an alias
+// expanding to two remote addresses passes them to both).
+func TestDeliverKeepsDSNParameters(t *testing.T) {
+	d, st := setup(t)
+	from, _ := addr.ParsePath("a@remote.example", true)
+	env := &Envelope{ID: "Q7", From: from, EnvID: "env-7", Ret: "HDRS", Recipients: []Recipient{
+		{Targets: []route.Target{remote("x@remote.example"), remote("y@remote.example")},
+			ORCPT: "rfc822;list@example.org", Notify: "SUCCESS,FAILURE"},
+		{Targets: []route.Target{remote("z@remote.example"), account("pp")}, Notify: "NEVER"},
+		{Targets: []route.Target{remote("w@remote.example")}},
+	}}
+	if _, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body))); err != nil {
+		t.Fatal(err)
+	}
+	e, err := st.GetQueueEntry(ctx, "Q7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.EnvID != "env-7" || e.Ret != "HDRS" {
+		t.Errorf("queue entry ENVID %q RET %q", e.EnvID, e.Ret)
+	}
+	want := map[string][2]string{
+		"x@remote.example": {"rfc822;list@example.org", "SUCCESS,FAILURE"},
+		"y@remote.example": {"rfc822;list@example.org", "SUCCESS,FAILURE"},
+		"z@remote.example": {"", "NEVER"},
+		"w@remote.example": {"", ""},
+	}
+	if len(e.Recipients) != len(want) {
+		t.Fatalf("queue recipients %+v", e.Recipients)
+	}
+	for _, r := range e.Recipients {
+		if w, ok := want[r.Address]; !ok || r.ORCPT != w[0] || r.Notify != w[1] {
+			t.Errorf("%s: ORCPT %q NOTIFY %q, want %q", r.Address, r.ORCPT, r.Notify, w)
+		}
+	}
+}

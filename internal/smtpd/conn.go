@@ -77,7 +77,9 @@ type transaction struct {
 	from     addr.Address
 	null     bool
 	utf8     bool
-	discard  bool // an access DISCARD: accept everything, keep nothing
+	discard  bool   // an access DISCARD: accept everything, keep nothing
+	envID    string // RFC 3461 ENVID, decoded
+	ret      string // RFC 3461 RET: FULL, HDRS or ""
 	rcpts    []deliver.Recipient
 	accepted int // RCPTs answered 250, discarded ones included
 	rejected int
@@ -346,6 +348,7 @@ func (c *conn) cmdHello(arg string, esmtp bool) {
 		"ENHANCEDSTATUSCODES",
 		"SMTPUTF8",
 		"CHUNKING",
+		"DSN",
 	}
 	if c.srv.TLSConfig != nil && !c.tls {
 		lines = append(lines, "STARTTLS")
@@ -425,17 +428,30 @@ func parsePath(s string) (path, rest string, ok bool) {
 	return "", "", false
 }
 
-// params splits ESMTP parameters "KEY=VALUE KEY" (RFC 5321 section 4.1.2).
-func params(s string) (map[string]string, bool) {
-	out := map[string]string{}
+// param is one ESMTP parameter, its keyword upper-cased.
+type param struct{ key, value string }
+
+// params splits ESMTP parameters "KEY=VALUE KEY" (RFC 5321 section 4.1.2), in
+// the client's order, so that of two bad ones the same is always named. A
+// keyword given twice is refused with 501: RFC 5321 gives a repeat no meaning,
+// and which of two NOTIFY or ENVID values counted would be a guess.
+func params(s string) ([]param, *Reply) {
+	var out []param
 	for _, f := range strings.Fields(s) {
 		k, v, _ := strings.Cut(f, "=")
 		if k == "" {
-			return nil, false
+			return nil, &Reply{555, "5.5.4", "Malformed parameter"}
 		}
-		out[strings.ToUpper(k)] = v
+		k = strings.ToUpper(k)
+		for _, p := range out {
+			if p.key == k {
+				r := replySyntax("Parameter " + sanitize(k, 40) + " given more than once")
+				return nil, &r
+			}
+		}
+		out = append(out, param{k, v})
 	}
-	return out, true
+	return out, nil
 }
 
 func hasNonASCII(s string) bool {
@@ -466,14 +482,19 @@ func (c *conn) cmdMail(arg string) {
 		c.send(Reply{501, "5.1.7", "Bad sender address syntax"})
 		return
 	}
-	ps, ok := params(paramText)
-	if !ok || !c.esmtp && len(ps) > 0 {
+	ps, bad := params(paramText)
+	if bad != nil {
+		c.send(*bad)
+		return
+	}
+	if !c.esmtp && len(ps) > 0 {
+		// Parameters are an ESMTP thing (RFC 5321 section 4.1.1.11).
 		c.send(Reply{555, "5.5.4", "MAIL parameters not recognized"})
 		return
 	}
 	tx := &transaction{start: time.Now()}
-	for k, v := range ps {
-		switch k {
+	for _, p := range ps {
+		switch k, v := p.key, p.value; k {
 		case "SIZE":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {
@@ -497,6 +518,20 @@ func (c *conn) cmdMail(arg string) {
 			tx.utf8 = true
 		case "AUTH":
 			// RFC 4954 section 5: accepted, not trusted from an unauthenticated client.
+		case "RET":
+			ret, err := parseRet(v)
+			if err != nil {
+				c.send(replySyntax(err.Error()))
+				return
+			}
+			tx.ret = ret
+		case "ENVID":
+			id, err := parseEnvID(v)
+			if err != nil {
+				c.send(replySyntax(err.Error()))
+				return
+			}
+			tx.envID = id
 		default:
 			c.send(Reply{555, "5.5.4", "MAIL parameter " + sanitize(k, 40) + " not recognized"})
 			return
@@ -566,10 +601,31 @@ func (c *conn) cmdRcpt(arg string) {
 		c.send(Reply{501, "5.1.3", "Bad recipient address syntax"})
 		return
 	}
-	ps, ok := params(paramText)
-	if !ok || len(ps) > 0 {
+	ps, bad := params(paramText)
+	if bad != nil {
+		c.send(*bad)
+		return
+	}
+	if !c.esmtp && len(ps) > 0 {
 		c.send(Reply{555, "5.5.4", "RCPT parameters not recognized"})
 		return
+	}
+	var orcpt, notify string
+	for _, p := range ps {
+		var err error
+		switch k, v := p.key, p.value; k {
+		case "NOTIFY":
+			notify, err = parseNotify(v)
+		case "ORCPT":
+			orcpt, err = parseORCPT(v)
+		default:
+			c.send(Reply{555, "5.5.4", "RCPT parameter " + sanitize(k, 40) + " not recognized"})
+			return
+		}
+		if err != nil {
+			c.send(replySyntax(err.Error()))
+			return
+		}
 	}
 	if hasNonASCII(path) && !tx.utf8 {
 		c.send(Reply{553, "5.6.7", "Non-ASCII address requires SMTPUTF8"})
@@ -617,7 +673,10 @@ func (c *conn) cmdRcpt(arg string) {
 		c.send(r)
 		return
 	}
-	tx.rcpts = append(tx.rcpts, deliver.Recipient{Address: a, Targets: res.Targets})
+	// Without an ORCPT from the client none is made up here: RFC 3461 lets a
+	// relaying MTA add one when it passes the message on, from the RCPT
+	// address, which the queue keeps anyway.
+	tx.rcpts = append(tx.rcpts, deliver.Recipient{Address: a, Targets: res.Targets, ORCPT: orcpt, Notify: notify})
 	tx.accepted++
 	c.send(Reply{250, "2.1.5", "Recipient OK"})
 }
@@ -713,6 +772,8 @@ func (c *conn) deliver(tx *transaction) Reply {
 		From:       tx.from,
 		Null:       tx.null,
 		Recipients: tx.rcpts,
+		EnvID:      tx.envID,
+		Ret:        tx.ret,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

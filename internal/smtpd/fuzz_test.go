@@ -30,6 +30,8 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<pp@example.org>\r\nDATA\r\nx\n.\r\nMAIL FROM:<c@d>\r\n",
 		"HELO\r\nMAIL FROM:<\"a>b\"@c> SIZE=x\r\nRCPT TO:<@a,@b:c@d>\r\nBDAT x\r\n",
 		"\x00\xff\r\n\r\n" + string(make([]byte, 5000)) + "\r\nRSET\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example> RET=HDRS ENVID=a+2Bb\r\nRCPT TO:<pp@example.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;pp+40example.org\r\nDATA\r\nx\r\n.\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b.example> ENVID=+ RET=FULL RET=FULL\r\nRCPT TO:<pp@example.org> ORCPT=utf-8;\\x{D800} NOTIFY=NEVER,NEVER\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -41,6 +41,38 @@ type harness struct {
 	dns     *dnstest.Server
 	logs    *syncBuffer
 	tlsConf *tls.Config // client side, trusting the server's certificate
+	rec     *recordingDeliverer
+}
+
+// recordingDeliverer hands messages to the real deliverer and keeps a copy of
+// each envelope, so that tests see what the server passed on.
+type recordingDeliverer struct {
+	next *deliver.Deliverer
+	mu   sync.Mutex
+	envs []deliver.Envelope
+}
+
+func (r *recordingDeliverer) Deliver(ctx context.Context, env *deliver.Envelope, body store.Body) (*deliver.Result, error) {
+	r.mu.Lock()
+	e := *env
+	e.Recipients = append([]deliver.Recipient(nil), env.Recipients...)
+	r.envs = append(r.envs, e)
+	r.mu.Unlock()
+	return r.next.Deliver(ctx, env, body)
+}
+
+// envelope returns the envelope of the message with this queue ID.
+func (h *harness) envelope(t testing.TB, id string) deliver.Envelope {
+	t.Helper()
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	for _, e := range h.rec.envs {
+		if e.ID == id {
+			return e
+		}
+	}
+	t.Fatalf("no envelope for queue ID %q was handed to the deliverer", id)
+	return deliver.Envelope{}
 }
 
 type harnessOpts struct {
@@ -117,6 +149,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	go w.Run(ctx)
 
 	h.dns = dnstest.Start(t)
+	h.rec = &recordingDeliverer{next: &deliver.Deliverer{Store: st, Log: log, AllowPrograms: o.allowPrograms, AllowFiles: o.allowFiles,
+		ProgramTimeout: 5 * time.Second}}
 	h.srv = &smtpd.Server{
 		Config: smtpd.Config{
 			Hostname:        "mx.example.org",
@@ -133,10 +167,9 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			AllowPrograms: o.allowPrograms,
 			AllowFiles:    o.allowFiles,
 		}),
-		Deliverer: &deliver.Deliverer{Store: st, Log: log, AllowPrograms: o.allowPrograms, AllowFiles: o.allowFiles,
-			ProgramTimeout: 5 * time.Second},
-		DNS: dnsutil.New(h.dns.Addr),
-		Log: log,
+		Deliverer: h.rec,
+		DNS:       dnsutil.New(h.dns.Addr),
+		Log:       log,
 	}
 	if o.tls {
 		certPEM, keyPEM, err := tlsutil.SelfSigned([]string{"mx.example.org"}, time.Now(), time.Hour)

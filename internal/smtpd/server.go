@@ -1,7 +1,7 @@
 // Package smtpd is posthorn's SMTP server (RFC 5321) for mail coming in from the
 // Internet (port 25) and, later, from users submitting mail (587/465). It speaks
 // the protocol — PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
-// CHUNKING, STARTTLS — applies the access and relay policy, resolves recipients
+// CHUNKING, DSN, STARTTLS — applies the access and relay policy, resolves recipients
 // through the tables, and hands accepted messages to internal/deliver, replying
 // 250 only once they are durably stored or queued.
 //
@@ -28,6 +28,7 @@ import (
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/maps"
 	"github.com/posthorn/posthorn/internal/route"
+	"github.com/posthorn/posthorn/internal/store"
 )
 
 // Config holds the limits and identity of a server.
@@ -67,12 +68,18 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Deliverer takes accepted messages; *deliver.Deliverer is the real one. It
+// is an interface so that tests can see the envelopes the server hands on.
+type Deliverer interface {
+	Deliver(ctx context.Context, env *deliver.Envelope, body store.Body) (*deliver.Result, error)
+}
+
 // Server is an SMTP server. Set its fields, then call Serve for each listener.
 type Server struct {
 	Config
 	Tables    func() *maps.Tables // the current Sendmail tables
 	Router    *route.Resolver
-	Deliverer *deliver.Deliverer
+	Deliverer Deliverer        // usually a *deliver.Deliverer
 	DNS       dnsutil.Resolver // for the client's reverse name; nil: none looked up
 	Log       *slog.Logger
 

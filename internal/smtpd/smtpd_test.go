@@ -17,7 +17,7 @@ func TestEHLOAdvertisesExtensions(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	c := h.dial("")
 	r := c.hello()
-	want := []string{"PIPELINING", "SIZE 1048576", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"}
+	want := []string{"PIPELINING", "SIZE 1048576", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN"}
 	got := strings.Join(r.lines[1:], ",")
 	for _, w := range want {
 		if !strings.Contains(","+got+",", ","+w+",") {
