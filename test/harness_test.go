@@ -100,9 +100,27 @@ func (l *lockedBuffer) String() string {
 // free port and adds the given accounts (password "secret-<name>").
 func newInstance(t *testing.T, accounts ...string) *instance {
 	t.Helper()
+	return newInstanceWith(t, instanceOptions{}, accounts...)
+}
+
+// instanceOptions change what newInstanceWith sets up.
+type instanceOptions struct {
+	hostname, domain string // "mx.example.org", "example.org"
+	listen           string // SMTP listen address (a free port on 127.0.0.1)
+	extra            string // appended to posthorn.toml, whose last table is [dns]
+}
+
+func newInstanceWith(t *testing.T, o instanceOptions, accounts ...string) *instance {
+	t.Helper()
+	if o.hostname == "" {
+		o.hostname, o.domain = "mx.example.org", "example.org"
+	}
+	if o.listen == "" {
+		o.listen = freePort(t)
+	}
 	dir := t.TempDir()
-	in := &instance{t: t, dir: dir, cfg: filepath.Join(dir, "posthorn.toml"), smtp: freePort(t)}
-	in.run("", "init", "--hostname", "mx.example.org", "--domain", "example.org", "--dir", dir, "--admin", "pp")
+	in := &instance{t: t, dir: dir, cfg: filepath.Join(dir, "posthorn.toml"), smtp: o.listen}
+	in.run("", "init", "--hostname", o.hostname, "--domain", o.domain, "--dir", dir, "--admin", "pp")
 	text, err := os.ReadFile(in.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +129,7 @@ func newInstance(t *testing.T, accounts ...string) *instance {
 	if cfg == string(text) {
 		t.Fatal("could not find the listen line in the starter config")
 	}
-	in.writeFile("posthorn.toml", cfg)
+	in.writeFile("posthorn.toml", cfg+o.extra)
 	for _, a := range accounts {
 		in.runStdin("secret-"+a+"\n", "user", "add", a, "--password-stdin", "--config", in.cfg)
 	}

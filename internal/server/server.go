@@ -5,8 +5,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,15 +17,19 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/posthorn/posthorn/internal/addr"
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/queue"
 	"github.com/posthorn/posthorn/internal/route"
+	"github.com/posthorn/posthorn/internal/smtpc"
 	"github.com/posthorn/posthorn/internal/smtpd"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
@@ -41,7 +47,12 @@ type Server struct {
 	Store  store.Store
 	Tables *maps.Watcher
 
+	// Queue delivers the outbound queue.
+	Queue *queue.Runner
+
 	smtp      *smtpd.Server
+	router    *route.Resolver
+	deliverer *deliver.Deliverer
 	listeners []listener
 }
 
@@ -112,6 +123,36 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		AllowPrograms: cfg.Aliases.AllowPrograms,
 		AllowFiles:    cfg.Aliases.AllowFiles,
 	})
+	client, err := newSMTPClient(cfg, resolver, log)
+	if err != nil {
+		return nil, err
+	}
+	s.router = router
+	s.deliverer = &deliver.Deliverer{
+		Store:          st,
+		AllowPrograms:  cfg.Aliases.AllowPrograms,
+		AllowFiles:     cfg.Aliases.AllowFiles,
+		ProgramTimeout: cfg.Aliases.ProgramTimeout.D(),
+		Log:            log,
+		Queued:         func(id string) { s.Queue.Enqueued(id) },
+	}
+	s.Queue = queue.NewRunner(&queue.Runner{
+		Store:  st,
+		Client: client,
+		Tables: w.Current,
+		Notify: s.notify,
+		Config: queue.Config{
+			Hostname:          cfg.Hostname,
+			Lifetime:          cfg.Queue.Lifetime.D(),
+			DelayWarning:      cfg.Queue.DelayWarning.D(),
+			MinBackoff:        cfg.Queue.MinBackoff.D(),
+			MaxBackoff:        cfg.Queue.MaxBackoff.D(),
+			MaxConnections:    cfg.Queue.MaxConnections,
+			MaxPerDestination: cfg.Queue.MaxPerDestination,
+			SmartHost:         cfg.SMTP.SmartHost,
+		},
+		Log: log,
+	})
 	s.smtp = &smtpd.Server{
 		Config: smtpd.Config{
 			Hostname:        cfg.Hostname,
@@ -126,13 +167,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 		Tables: w.Current,
 		Router: router,
-		Deliverer: &deliver.Deliverer{
-			Store:          st,
-			AllowPrograms:  cfg.Aliases.AllowPrograms,
-			AllowFiles:     cfg.Aliases.AllowFiles,
-			ProgramTimeout: cfg.Aliases.ProgramTimeout.D(),
-			Log:            log,
-		},
+		Deliverer: s.deliverer,
 		DNS: resolver,
 		Log: log,
 	}
@@ -185,6 +220,13 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 
 	errc := make(chan error, len(s.listeners))
 	var wg sync.WaitGroup
+	queueCtx, stopQueue := context.WithCancel(context.Background())
+	defer stopQueue()
+	queueDone := make(chan struct{})
+	go func() {
+		s.Queue.Run(queueCtx)
+		close(queueDone)
+	}()
 	for _, l := range s.listeners {
 		wg.Add(1)
 		go func() {
@@ -203,7 +245,71 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	defer cancel()
 	s.smtp.Shutdown(sctx)
 	wg.Wait()
+	// Connections in the middle of a message are cut; the queue records
+	// them as deferred before the store closes.
+	stopQueue()
+	<-queueDone
 	return runErr
+}
+
+// newSMTPClient makes the outbound client from the config: the system's
+// roots plus [smtpc] ca_file, and the smart host's login.
+func newSMTPClient(cfg *config.Config, r dnsutil.Resolver, log *slog.Logger) (*smtpc.Client, error) {
+	c := &smtpc.Client{
+		Hostname:       cfg.Hostname,
+		Resolver:       r,
+		Port:           cfg.SMTPC.Port,
+		ConnectTimeout: cfg.SMTPC.ConnectTimeout.D(),
+		CommandTimeout: cfg.SMTPC.CommandTimeout.D(),
+		Log:            log,
+	}
+	if cfg.SMTPC.CAFile != "" {
+		pem, err := os.ReadFile(cfg.SMTPC.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("[smtpc] ca_file: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("[smtpc] ca_file %s: no PEM certificate in it", cfg.SMTPC.CAFile)
+		}
+		c.RootCAs = roots
+	}
+	if cfg.SMTP.SmartHostUser != "" {
+		b, err := os.ReadFile(cfg.SMTP.SmartHostPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("[smtp] smart_host_password_file: %w", err)
+		}
+		pw, _, _ := strings.Cut(string(b), "\n")
+		c.User, c.Password = cfg.SMTP.SmartHostUser, strings.TrimSuffix(pw, "\r")
+	}
+	return c, nil
+}
+
+// notify delivers a notice (bounce, delay, success) from the null sender to
+// to, wherever to resolves: a local mailbox or the queue.
+func (s *Server) notify(ctx context.Context, to string, msg []byte) error {
+	a, err := addr.ParsePath(to, true)
+	if err != nil {
+		return fmt.Errorf("notice recipient %q: %w", to, err)
+	}
+	res, err := s.router.Resolve(ctx, a)
+	if err != nil {
+		return fmt.Errorf("notice recipient %q: %w", to, err)
+	}
+	env := &deliver.Envelope{
+		ID:         queue.NewID(),
+		Null:       true,
+		Recipients: []deliver.Recipient{{Address: a, Targets: res.Targets}},
+	}
+	// As the SMTP server does for every message: a Return-Path: for final
+	// delivery (RFC 5321 section 4.4), which the queue leaves out when the
+	// notice goes on to another server.
+	body := append([]byte("Return-Path: <>\r\n"), msg...)
+	_, err = s.deliverer.Deliver(ctx, env, bytes.NewReader(body))
+	return err
 }
 
 // ReloadTables re-reads the tables now (SIGHUP).

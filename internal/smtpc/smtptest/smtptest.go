@@ -58,6 +58,7 @@ type Message struct {
 type Server struct {
 	Addr    string
 	RootCAs *x509.CertPool // trusts the server's certificate
+	CertPEM []byte         // the certificate, for a config's ca_file
 
 	opts Options
 	srv  *smtp.Server
@@ -109,6 +110,7 @@ func Listen(o Options) (*Server, error) {
 			return nil, err
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.CertPEM = certPEM
 		s.RootCAs = x509.NewCertPool()
 		s.RootCAs.AppendCertsFromPEM(certPEM)
 	}
