@@ -165,11 +165,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			TLSConfig:       tlsConfig,
 			SpoolDir:        filepath.Join(cfg.DataDir, "tmp"),
 		},
-		Tables: w.Current,
-		Router: router,
+		Tables:    w.Current,
+		Router:    router,
 		Deliverer: s.deliverer,
-		DNS: resolver,
-		Log: log,
+		DNS:       resolver,
+		Log:       log,
 	}
 	ok = true
 	return s, nil
