@@ -535,7 +535,9 @@ func (cn *Conn) Send(ctx context.Context, env *Envelope, msg io.Reader) ([]Resul
 			if rc.Notify != "" {
 				line += " NOTIFY=" + rc.Notify
 			}
-			if typ, a, ok := strings.Cut(rc.ORCPT, ";"); ok && a != "" {
+			// A non-ASCII original address would need RFC 6533's own
+			// encoding; ORCPT is optional, so it is left out then.
+			if typ, a, ok := strings.Cut(rc.ORCPT, ";"); ok && a != "" && !hasNonASCII(a) {
 				line += " ORCPT=" + typ + ";" + xtext(a)
 			}
 		}
