@@ -176,7 +176,7 @@ func TestNoOpenRelay(t *testing.T) {
 		t.Fatalf("relay from 127.0.0.3: exit %d\n%s", code, out)
 	}
 	q := in.run("", "mailq", "--config", in.cfg)
-	if !strings.Contains(q, "friend@remote.example") || strings.Contains(q, "victim") || !strings.Contains(q, "in 1 Request.") {
+	if !strings.Contains(q, "friend@remote.example") || strings.Contains(q, "victim") || !strings.Contains(q, "Total requests: 1") {
 		t.Errorf("mailq:\n%s", q)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthorn/posthorn/internal/dnsutil/dnstest"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
 )
@@ -117,6 +118,14 @@ func newInstanceWith(t *testing.T, o instanceOptions, accounts ...string) *insta
 	}
 	if o.listen == "" {
 		o.listen = freePort(t)
+	}
+	if o.extra == "" {
+		// Never ask the real DNS or send mail out: a fake resolver in which
+		// remote.example's MX is 127.0.0.1, where port 1 refuses, so that
+		// relayed mail waits in the queue.
+		dns := dnstest.Start(t)
+		dns.MustAdd(t, "remote.example. 60 IN MX 10 mx.remote.example.", "mx.remote.example. 60 IN A 127.0.0.1")
+		o.extra = fmt.Sprintf("resolver = %q\n\n[smtpc]\nport = 1\n", dns.Addr)
 	}
 	dir := t.TempDir()
 	in := &instance{t: t, dir: dir, cfg: filepath.Join(dir, "posthorn.toml"), smtp: o.listen}

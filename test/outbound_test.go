@@ -291,3 +291,71 @@ func TestSmartHostWithTLSAuthAndRetry(t *testing.T) {
 	}
 	in.waitQueueEmpty()
 }
+
+func TestQueueCommands(t *testing.T) {
+	in := newInstance(t, "pp")
+	in.start()
+	// remote.example's MX refuses connections: the message waits.
+	if out, code := in.swaks("--from", "pp@example.org", "--to", "friend@remote.example"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	list := func() string { return in.run("", "queue", "list", "--config", in.cfg) }
+	waitFor := func(what string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			l := list()
+			if ok(l) {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("queue list never showed %s:\n%s", what, l)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	l := waitFor("one attempt", func(l string) bool { return strings.Contains(l, "attempts 1") })
+	id := strings.Fields(l)[0]
+	if !strings.Contains(l, "friend@remote.example") || !strings.Contains(l, "connection refused") {
+		t.Errorf("queue list:\n%s", l)
+	}
+	q := in.run("", "mailq", "--config", in.cfg)
+	for _, want := range []string{id, "<pp@example.org>", "(Deferred: ", "<friend@remote.example>", "Total requests: 1"} {
+		if !strings.Contains(q, want) {
+			t.Errorf("mailq lacks %q:\n%s", want, q)
+		}
+	}
+	// The next attempt is minutes away (min_backoff 5m); flush makes it now.
+	in.run("", "queue", "flush", "--config", in.cfg)
+	waitFor("a second attempt after flush", func(l string) bool { return strings.Contains(l, "attempts 2") })
+
+	if out := in.run("", "queue", "hold", id, "--config", in.cfg); !strings.Contains(out, "1 entry held") {
+		t.Errorf("hold: %q", out)
+	}
+	if l := list(); !strings.Contains(l, " held") {
+		t.Errorf("not shown held:\n%s", l)
+	}
+	if q := in.run("", "mailq", "--config", in.cfg); !strings.Contains(q, "(held") {
+		t.Errorf("mailq does not say held:\n%s", q)
+	}
+	in.run("", "queue", "flush", "--config", in.cfg)
+	time.Sleep(3 * time.Second) // more than the server's scan interval
+	if l := list(); !strings.Contains(l, "attempts 2") {
+		t.Errorf("a held entry was tried:\n%s", l)
+	}
+	in.run("", "queue", "release", id, "--config", in.cfg)
+	waitFor("an attempt after release", func(l string) bool { return strings.Contains(l, "attempts 3") && strings.Contains(l, "waiting") })
+
+	if r := in.exec("", "queue", "delete", "NOSUCHID", "--config", in.cfg); r.code != 1 || !strings.Contains(r.stderr, "no such queue entry") {
+		t.Errorf("delete of an unknown ID: %d %q", r.code, r.stderr)
+	}
+	if out := in.run("", "queue", "delete", id, "--config", in.cfg); !strings.Contains(out, "1 entry deleted") {
+		t.Errorf("delete: %q", out)
+	}
+	if n := in.queueLen(); n != 0 {
+		t.Errorf("%d entries after delete", n)
+	}
+	if q := in.run("", "mailq", "--config", in.cfg); !strings.Contains(q, "is empty") {
+		t.Errorf("mailq of an empty queue:\n%s", q)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"golang.org/x/term"
 
@@ -344,50 +343,6 @@ func runNewaliases(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	n, longest, total := a.Stats()
 	// Sendmail's words (sendmail -bi), so that scripts that read them still work.
 	fmt.Fprintf(stdout, "%s: %d aliases, longest %d bytes, %d bytes total\n", path, n, longest, total)
-	return nil
-}
-
-func runMailq(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mailq", flag.ContinueOnError)
-	cfgPath := configFlag(fs)
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	_, st, err := openStore(*cfgPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	entries, err := st.ListQueue(context.Background())
-	if err != nil {
-		return err
-	}
-	if len(entries) == 0 {
-		fmt.Fprintln(stdout, "Mail queue is empty")
-		return nil
-	}
-	// Postfix's layout: ID, size, arrival, sender; then the recipients, with the
-	// reason of the last failure in parentheses.
-	fmt.Fprintf(stdout, "%-18s %8s %-20s %s\n", "-Queue ID-", "--Size--", "----Arrival Time----", "-Sender/Recipient-------")
-	var total int64
-	for _, e := range entries {
-		from := e.From
-		if from == "" {
-			from = "MAILER-DAEMON"
-		}
-		fmt.Fprintf(stdout, "%-18s %8d %-20s %s\n", e.ID, e.Size, e.Created.Local().Format(time.ANSIC)[:19], from)
-		for _, r := range e.Recipients {
-			if r.Status == store.RcptPending && r.LastError != "" {
-				fmt.Fprintf(stdout, "%48s(%s)\n", "", r.LastError)
-			}
-			if r.Status == store.RcptPending {
-				fmt.Fprintf(stdout, "%48s%s\n", "", r.Address)
-			}
-		}
-		fmt.Fprintln(stdout)
-		total += e.Size
-	}
-	fmt.Fprintf(stdout, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, len(entries), plural(len(entries)))
 	return nil
 }
 
