@@ -53,6 +53,10 @@ type Pickup struct {
 
 	once sync.Once
 	kick chan struct{}
+	// stuck holds files taken that could not be removed (the directory is
+	// not the pickup's: see Prepare), so that they are not taken again and
+	// again while this process runs. Only Run's goroutine uses it.
+	stuck map[string]bool
 }
 
 func (p *Pickup) init() {
@@ -122,7 +126,7 @@ func (p *Pickup) scan(ctx context.Context) {
 					p.log().Warn("maildrop: removed a file its writer never finished", "file", name)
 				}
 			}
-		case strings.HasPrefix(name, "."):
+		case strings.HasPrefix(name, "."), p.stuck[name]:
 		default:
 			files = append(files, file{name, info.ModTime()})
 		}
@@ -163,8 +167,12 @@ func (p *Pickup) take(ctx context.Context, id string) {
 	switch {
 	case err == nil:
 		if err := os.Remove(path); err != nil {
-			// Taken, but it will be taken again: say so loudly.
-			p.log().Error("maildrop: message taken but its file stays (it will be taken again)", "id", id, "err", err)
+			// Taken, but it would be taken again after a restart: say so loudly.
+			if p.stuck == nil {
+				p.stuck = map[string]bool{}
+			}
+			p.stuck[id] = true
+			p.log().Error("maildrop: message taken but its file cannot be removed; remove it by hand", "id", id, "err", err)
 			return
 		}
 		// A removal lost in a crash would deliver the message twice.

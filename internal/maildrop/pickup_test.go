@@ -408,3 +408,33 @@ func TestRunAndKick(t *testing.T) {
 		t.Errorf("directory holds %v", names)
 	}
 }
+
+// A file taken that cannot be removed is not taken again by the same pickup.
+func TestPickupDoesNotRetakeWhatItCannotRemove(t *testing.T) {
+	dir := newDropDir(t)
+	id := writeOne(t, dir, "a@example.org", "x\r\n")
+	path := filepath.Join(dir, id)
+	calls := 0
+	var logged bytes.Buffer
+	p := &Pickup{Dir: dir, Log: slog.New(slog.NewTextHandler(&logged, nil)),
+		Handle: func(ctx context.Context, env *Envelope, msg io.Reader, id string) error {
+			calls++
+			// Make the removal fail, even for root: a non-empty directory
+			// now stands under the file's name.
+			os.Remove(path)
+			os.Mkdir(path, 0o755)
+			os.WriteFile(filepath.Join(path, "x"), nil, 0o644)
+			return nil
+		}}
+	p.scan(context.Background())
+	p.scan(context.Background())
+	if calls != 1 {
+		t.Errorf("Handle called %d times", calls)
+	}
+	if !strings.Contains(logged.String(), "cannot be removed") || !strings.Contains(logged.String(), id) {
+		t.Errorf("not logged:\n%s", logged.String())
+	}
+	if names := listDir(t, FailedDir(dir)); len(names) != 0 {
+		t.Errorf("moved aside: %v", names)
+	}
+}
