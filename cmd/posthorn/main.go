@@ -7,6 +7,8 @@
 //	posthorn check [--config FILE] [--data]
 //	posthorn user add|passwd|del|list ...
 //	posthorn newaliases | mailq
+//	posthorn queue list|flush [ID...]|delete ID...|ALL|hold ID...|release ID...
+//	posthorn sendmail [-t] [-i] [-f FROM] [RCPT...]   (also as "sendmail")
 //
 // Every subcommand takes --config FILE (default $POSTHORN_CONFIG, else
 // /etc/posthorn/posthorn.toml); flags may come before or after other arguments.
@@ -53,7 +55,9 @@ func commands() []command {
 		{"check", "validate the config and tables, print what was loaded (--data: check the store)", runCheck},
 		{"user", "accounts: user add|passwd|del|list", runUser},
 		{"newaliases", "check the aliases file and print its summary", runNewaliases},
-		{"mailq", "list the outbound queue", runMailq},
+		{"mailq", "list the outbound queue, as Sendmail's mailq", runMailq},
+		{"queue", "the outbound queue: queue list|flush [ID]|delete ID|hold ID|release ID", runQueue},
+		{"sendmail", "take a message on stdin, as sendmail(8): [-t] [-i] [-f FROM] [RCPT...]", runSendmail},
 	}
 }
 
@@ -64,11 +68,11 @@ func main() {
 func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	name := filepath.Base(argv[0])
 	args := argv[1:]
-	// Called as one of its subcommands through a link (mailq, newaliases), as
-	// Sendmail's binary is.
+	// Called as one of its subcommands through a link (mailq, newaliases,
+	// sendmail), as Sendmail's binary is.
 	if name != "posthorn" {
 		for _, c := range commands() {
-			if c.name == name && (name == "mailq" || name == "newaliases") {
+			if c.name == name && (name == "mailq" || name == "newaliases" || name == "sendmail") {
 				return exitCode(c.run(args, stdin, stdout, stderr), stderr)
 			}
 		}
@@ -124,6 +128,11 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
+	}
+	var se *statusError // sendmail's sysexits.h statuses
+	if errors.As(err, &se) {
+		fmt.Fprintf(stderr, "posthorn: %v\n", err)
+		return se.code
 	}
 	var te *tempError
 	if errors.As(err, &te) {
