@@ -104,6 +104,48 @@ func newInstance(t *testing.T, accounts ...string) *instance {
 	return newInstanceWith(t, instanceOptions{}, accounts...)
 }
 
+// mergeConfig adds the keys of extra to a config text: keys before any table
+// header go to [dns] (historically the starter's last table), and keys under
+// "[table]" go right after that table's header when the config has one, so
+// that no table is defined twice.
+func mergeConfig(cfg, extra string) string {
+	table := "dns"
+	adds := map[string][]string{}
+	var order []string
+	for _, l := range strings.Split(extra, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
+			table = strings.Trim(t, "[]")
+			continue
+		}
+		if t == "" {
+			continue
+		}
+		if _, ok := adds[table]; !ok {
+			order = append(order, table)
+		}
+		adds[table] = append(adds[table], l)
+	}
+	lines := strings.Split(cfg, "\n")
+	for _, table := range order {
+		header := "[" + table + "]"
+		found := false
+		for i, l := range lines {
+			if strings.TrimSpace(l) == header {
+				rest := append(append([]string{}, adds[table]...), lines[i+1:]...)
+				lines = append(lines[:i+1], rest...)
+				found = true
+				break
+			}
+		}
+		if !found {
+			lines = append(lines, header)
+			lines = append(lines, adds[table]...)
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
 // instanceOptions change what newInstanceWith sets up.
 type instanceOptions struct {
 	hostname, domain string // "mx.example.org", "example.org"
@@ -138,7 +180,7 @@ func newInstanceWith(t *testing.T, o instanceOptions, accounts ...string) *insta
 	if cfg == string(text) {
 		t.Fatal("could not find the listen line in the starter config")
 	}
-	in.writeFile("posthorn.toml", cfg+o.extra)
+	in.writeFile("posthorn.toml", mergeConfig(cfg, o.extra))
 	for _, a := range accounts {
 		in.runStdin("secret-"+a+"\n", "user", "add", a, "--password-stdin", "--config", in.cfg)
 	}

@@ -359,3 +359,59 @@ func TestQueueCommands(t *testing.T) {
 		t.Errorf("mailq of an empty queue:\n%s", q)
 	}
 }
+
+// Mail that a.test forwards (aliases) leaves with an SRS sender; the bounce
+// to that address finds its way back to the real sender; forged SRS
+// addresses are refused.
+func TestForwardingWithSRS(t *testing.T) {
+	ts := newTwoServers(t)
+	ts.a.writeFile("aliases", mustRead(t, filepath.Join(ts.a.dir, "aliases"))+"fwd: bob@b.test\nfwdbad: nosuch@b.test\n")
+	ts.a.start()
+	ts.b.start()
+	if out, code := ts.b.swaks("--from", "bob@b.test", "--to", "fwd@a.test", "--header", "Subject: forwarded"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	m := ts.b.waitMessages("bob", 1)
+	if len(m) != 1 || !strings.Contains(m[0], "Subject: forwarded") {
+		t.Fatalf("bob's INBOX: %d", len(m))
+	}
+	rp := strings.SplitN(m[0], "\r\n", 2)[0]
+	if !strings.HasPrefix(rp, "Return-Path: <SRS0=") || !strings.HasSuffix(rp, "=b.test=bob@mx.a.test>") {
+		t.Fatalf("forwarded with %q, want an SRS sender at mx.a.test", rp)
+	}
+	srsAddr := strings.TrimSuffix(strings.TrimPrefix(rp, "Return-Path: <"), ">")
+
+	// A bounce to the SRS address, as the next server would send it.
+	if out, code := ts.a.swaks("--from", "<>", "--to", srsAddr, "--header", "Subject: bounce via SRS"); code != 0 {
+		t.Fatalf("bounce to %s: %d\n%s", srsAddr, code, out)
+	}
+	if m := ts.b.waitMessages("bob", 2); len(m) != 2 || !strings.Contains(m[1], "Subject: bounce via SRS") {
+		t.Fatalf("the bounce did not come back to bob: %d", len(m))
+	}
+	// One we did not make.
+	forged := strings.Replace(srsAddr, "=b.test=bob@", "=evil.test=victim@", 1)
+	if out, code := ts.a.swaks("--from", "<>", "--to", forged); code == 0 || !strings.Contains(out, "550 5.1.1") {
+		t.Fatalf("forged SRS address accepted: %d\n%s", code, out)
+	}
+
+	// Forwarded to an address that does not exist: a.test's report goes to
+	// the SRS address, which is bob.
+	if out, code := ts.b.swaks("--from", "bob@b.test", "--to", "fwdbad@a.test", "--header", "Subject: to a bad forward"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	m = ts.b.waitMessages("bob", 3)
+	if len(m) != 3 {
+		t.Fatalf("bob got %d messages, want the report too", len(m))
+	}
+	p, err := dsn.Parse([]byte(m[2]))
+	if err != nil {
+		t.Fatalf("not a report: %v\n%s", err, m[2])
+	}
+	rc := p.Recipients[0]
+	if rc.Get("Action") != "failed" || !strings.Contains(rc.Get("Final-Recipient"), "nosuch@b.test") ||
+		!strings.Contains(rc.Get("Original-Recipient"), "fwdbad@a.test") {
+		t.Errorf("report fields: %v", rc)
+	}
+	ts.a.waitQueueEmpty()
+	ts.b.waitQueueEmpty()
+}

@@ -71,7 +71,11 @@ func runInit(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, name := range names {
-		if err := os.WriteFile(filepath.Join(*dir, name), []byte(files[name]), 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".secret") {
+			mode = 0o600
+		}
+		if err := os.WriteFile(filepath.Join(*dir, name), []byte(files[name]), mode); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, name))

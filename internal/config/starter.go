@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"strings"
 )
@@ -28,7 +30,17 @@ func StarterFiles(s Starter) map[string]string {
 		"local-host-names": starterLocalHostNames(s),
 		"virtusertable":    starterVirtusertable(s),
 		"relay-domains":    starterRelayDomains(),
+		// Written with mode 0600: whoever has it can make addresses that
+		// this server forwards.
+		"srs.secret": newSecret(),
 	}
+}
+
+// newSecret returns a random SRS secret, one line.
+func newSecret() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return base64.RawStdEncoding.EncodeToString(b[:]) + "\n"
 }
 
 func quoteList(l []string) string {
@@ -97,6 +109,28 @@ maps_dir = %q
 		b.WriteString("# cert_file = \"/etc/posthorn/tls/fullchain.pem\"\n# key_file = \"/etc/posthorn/tls/privkey.pem\"\n")
 	}
 	b.WriteString(`
+[queue]
+# Mail for other domains waits here until it is delivered or bounced.
+# queue_lifetime = "5d"      # then the sender gets a failure report
+# delay_warning = "4h"       # the sender hears that it is still waiting
+# min_backoff = "5m"         # the wait between attempts doubles from this...
+# max_backoff = "1h"         # ...up to this
+# max_connections = 100
+# max_connections_per_destination = 10
+
+[smtpc]
+# How posthorn connects to other servers.
+# port = 25
+# ca_file = "/etc/posthorn/isp-ca.pem"   # more roots, for a smart host's private CA
+# connect_timeout = "30s"
+
+[srs]
+# Forwarded mail (aliases or virtusertable pointing elsewhere) leaves with a
+# rewritten envelope sender (SRS), so that SPF passes where it goes; bounces to
+# those addresses come back here and go on to the real sender. Keep it secret.
+secret_file = "srs.secret"
+# domain = "` + s.Hostname + `"   # the domain of the rewritten addresses
+
 [dns]
 # Send every DNS query to this server instead of the system's resolver.
 # resolver = "127.0.0.1:53"

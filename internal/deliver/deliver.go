@@ -18,6 +18,7 @@ import (
 	"github.com/posthorn/posthorn/internal/addr"
 	"github.com/posthorn/posthorn/internal/msg"
 	"github.com/posthorn/posthorn/internal/route"
+	"github.com/posthorn/posthorn/internal/srs"
 	"github.com/posthorn/posthorn/internal/store"
 )
 
@@ -65,6 +66,28 @@ type Deliverer struct {
 	// Queued, when set, is told the ID of each new queue entry once it is
 	// durable, so that the queue sends it at once.
 	Queued func(id string)
+	// SRS, when set, rewrites the envelope sender of forwarded mail from
+	// other domains (IsLocalDomain says which are ours), so that SPF passes
+	// where it goes. One queue entry has one sender: when a message is
+	// forwarded and also relayed as sent, both go out with the SRS address,
+	// whose bounces come back to the sender all the same.
+	SRS           *srs.Rewriter
+	IsLocalDomain func(domain string) bool
+}
+
+// rewriteSender returns the envelope sender for forwarded mail.
+func (d *Deliverer) rewriteSender(env *Envelope) string {
+	from := env.From.String()
+	if d.SRS == nil || env.From.Domain == "" || d.IsLocalDomain != nil && d.IsLocalDomain(env.From.Domain) {
+		return from
+	}
+	r, err := d.SRS.Forward(from)
+	if err != nil {
+		// Too long for SRS, say: forwarded as it is (SPF may then fail).
+		d.log().Warn("srs: sender not rewritten", "queue_id", env.ID, "from", from, "err", err)
+		return from
+	}
+	return r
 }
 
 // Deliver stores body (the whole message as it is to be kept, trace fields
@@ -82,6 +105,7 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 		localSeen = map[string]bool{}
 		remote    []store.QueueRecipient
 		rmtSeen   = map[string]bool{}
+		forwarded bool
 		sideJobs  []sideJob
 	)
 	for _, r := range env.Recipients {
@@ -97,7 +121,17 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 				key := strings.ToLower(t.Address.String())
 				if !rmtSeen[key] {
 					rmtSeen[key] = true
-					remote = append(remote, store.QueueRecipient{Address: t.Address.String(), ORCPT: r.ORCPT, Notify: r.Notify})
+					orcpt := r.ORCPT
+					if r.Address.Local != "" && !strings.EqualFold(key, r.Address.String()) {
+						// Forwarded by an alias or virtusertable entry.
+						forwarded = true
+						if orcpt == "" {
+							// So that a report names the address the
+							// sender used (RFC 3461 section 4.2).
+							orcpt = "rfc822;" + r.Address.String()
+						}
+					}
+					remote = append(remote, store.QueueRecipient{Address: t.Address.String(), ORCPT: orcpt, Notify: r.Notify})
 				}
 			case route.TargetFile, route.TargetProgram:
 				sideJobs = append(sideJobs, sideJob{rcpt: r.Address, target: t})
@@ -136,6 +170,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 	}
 	if !env.Null {
 		sd.From = env.From.String()
+		if forwarded && len(remote) > 0 {
+			sd.From = d.rewriteSender(env)
+		}
 	}
 	sr, err := d.Store.Deliver(ctx, sd)
 	if err != nil {

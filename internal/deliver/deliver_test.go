@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/posthorn/posthorn/internal/addr"
 	"github.com/posthorn/posthorn/internal/msg"
 	"github.com/posthorn/posthorn/internal/route"
+	"github.com/posthorn/posthorn/internal/srs"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
 )
@@ -173,6 +175,51 @@ func TestDeliverKeepsDSNParameters(t *testing.T) {
 	for _, r := range e.Recipients {
 		if w, ok := want[r.Address]; !ok || r.ORCPT != w[0] || r.Notify != w[1] {
 			t.Errorf("%s: ORCPT %q NOTIFY %q, want %q", r.Address, r.ORCPT, r.Notify, w)
+		}
+	}
+}
+
+// Forwarded mail from another domain leaves with an SRS sender and an ORCPT
+// naming the address it was sent to; mail relayed as sent, or from one of our
+// domains, keeps its sender.
+func TestForwardedMailGetsSRSSender(t *testing.T) {
+	d, st := setup(t)
+	d.SRS = &srs.Rewriter{Secrets: [][]byte{[]byte("test secret")}, Domain: "mx.example.org"}
+	d.IsLocalDomain = func(dom string) bool { return dom == "example.org" || dom == "mx.example.org" }
+	alias, _ := addr.ParsePath("list@example.org", true)
+	direct, _ := addr.ParsePath("x@remote.example", true)
+	for i, tc := range []struct {
+		from      string
+		rcpt      addr.Address
+		rewritten bool
+		orcpt     string
+	}{
+		{"a@far.example", alias, true, "rfc822;list@example.org"},
+		{"a@far.example", direct, false, ""},
+		{"me@example.org", alias, false, "rfc822;list@example.org"},
+	} {
+		from, _ := addr.ParsePath(tc.from, true)
+		id := fmt.Sprintf("S%d", i)
+		env := &Envelope{ID: id, From: from, Recipients: []Recipient{{Address: tc.rcpt, Targets: []route.Target{remote("x@remote.example")}}}}
+		if _, err := d.Deliver(ctx, env, bytes.NewReader([]byte(body))); err != nil {
+			t.Fatal(err)
+		}
+		e, err := st.GetQueueEntry(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.rewritten {
+			if !strings.HasPrefix(e.From, "SRS0=") || !strings.HasSuffix(e.From, "@mx.example.org") {
+				t.Errorf("%s via %s: sender %q, want an SRS address", tc.from, tc.rcpt, e.From)
+			}
+			if back, err := d.SRS.Reverse(e.From); err != nil || back != tc.from {
+				t.Errorf("SRS address %q reverses to %q %v", e.From, back, err)
+			}
+		} else if e.From != tc.from {
+			t.Errorf("%s via %s: sender %q, want it unchanged", tc.from, tc.rcpt, e.From)
+		}
+		if e.Recipients[0].ORCPT != tc.orcpt {
+			t.Errorf("%s via %s: ORCPT %q, want %q", tc.from, tc.rcpt, e.Recipients[0].ORCPT, tc.orcpt)
 		}
 	}
 }

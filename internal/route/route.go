@@ -16,6 +16,7 @@ import (
 
 	"github.com/posthorn/posthorn/internal/addr"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/srs"
 )
 
 // Bounds on the work one recipient can cause.
@@ -39,6 +40,9 @@ type Config struct {
 	Accounts      Accounts
 	AllowPrograms bool // "|command" alias targets
 	AllowFiles    bool // "/path" alias targets
+	// SRS, when set, turns bounces to the addresses it made (SRS0=...@its
+	// domain) back into the original sender's address.
+	SRS *srs.Rewriter
 }
 
 // Resolver resolves recipients. It is safe for concurrent use.
@@ -129,6 +133,9 @@ func (r *Resolver) Resolve(ctx context.Context, a addr.Address) (Result, error) 
 	if !s.res.Local {
 		s.res.Targets = []Target{{Kind: TargetRemote, Address: a}}
 		return s.res, nil
+	}
+	if r.cfg.SRS != nil && srs.IsSRS(a.Local) && strings.EqualFold(a.Domain, r.cfg.SRS.Domain) {
+		return r.reverseSRS(ctx, a)
 	}
 	err := s.address(a, 0, "")
 	var rej *Rejection
@@ -361,4 +368,30 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// reverseSRS resolves an address made by our SRS: the mail (a bounce, as a
+// rule) goes to the address it stands for. One that we did not make, or made
+// too long ago, is refused as an unknown user: anyone could otherwise use it
+// to relay (the reason SRS addresses are signed).
+func (r *Resolver) reverseSRS(ctx context.Context, a addr.Address) (Result, error) {
+	orig, err := r.cfg.SRS.Reverse(a.String())
+	if err != nil {
+		return Result{}, &Rejection{550, "5.1.1", fmt.Sprintf("<%s>: invalid or expired SRS address", a)}
+	}
+	o, err := addr.ParsePath(orig, true)
+	if err != nil {
+		return Result{}, &Rejection{550, "5.1.1", fmt.Sprintf("<%s>: invalid SRS address", a)}
+	}
+	if srs.IsSRS(o.Local) && strings.EqualFold(o.Domain, r.cfg.SRS.Domain) {
+		// An SRS address of ours inside another: one level is all we make.
+		return Result{}, &Rejection{550, "5.1.1", fmt.Sprintf("<%s>: invalid SRS address", a)}
+	}
+	res, err := r.Resolve(ctx, o)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Local = true // the SRS address itself is ours: no relay permission needed
+	res.Trace = append([]string{a.String()}, res.Trace...)
+	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/posthorn/posthorn/internal/addr"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/srs"
 )
 
 type fakeAccounts map[string]bool
@@ -247,7 +248,7 @@ func TestResolveTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"pp+x@example.org", "virtusertable:pp+*@example.org", "alias:pp", "account:pp", "alias:webmaster", "alias:root", "account:bob"}
+	want := []string{"pp+x@example.org", "virtusertable:pp+*@example.org", "alias:pp", "acct:pp", "alias:webmaster", "alias:root", "account:bob"}
 	if !reflect.DeepEqual(res.Trace, want) {
 		t.Errorf("trace %q, want %q", res.Trace, want)
 	}
@@ -479,3 +480,39 @@ func FuzzResolve(f *testing.F) {
 type onlyPP struct{}
 
 func (onlyPP) AccountExists(_ context.Context, name string) (bool, error) { return name == "pp", nil }
+
+// Bounces to the SRS addresses we made go to the sender they stand for;
+// forged or foreign ones are unknown users.
+func TestResolveSRS(t *testing.T) {
+	tb := tables(t, map[string]string{"local-host-names": "example.org\n"})
+	rw := &srs.Rewriter{Secrets: [][]byte{[]byte("k1")}, Domain: "mx.example.org"}
+	r := New(Config{Hostname: "mx.example.org", Tables: func() *maps.Tables { return tb }, Accounts: fakeAccounts{"pp": true}, SRS: rw})
+	good, err := rw.Forward("sender@far.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Resolve(context.Background(), a(good))
+	if err != nil || !res.Local || describe(res.Targets) != "remote:sender@far.example" {
+		t.Fatalf("%s: %+v %v", good, res, err)
+	}
+	// An SRS address of a local sender comes back home.
+	local, _ := (&srs.Rewriter{Secrets: rw.Secrets, Domain: "mx.example.org"}).Forward("pp@example.org")
+	if res, err := r.Resolve(context.Background(), a(local)); err != nil || describe(res.Targets) != "acct:pp" {
+		t.Errorf("%s: %+v %v", local, res, err)
+	}
+	other := &srs.Rewriter{Secrets: [][]byte{[]byte("not ours")}, Domain: "mx.example.org"}
+	forged, _ := other.Forward("victim@far.example")
+	tampered := strings.Replace(good, "far.example", "evil.example", 1)
+	for _, bad := range []string{forged, tampered} {
+		_, err := r.Resolve(context.Background(), a(bad))
+		var rej *Rejection
+		if !errors.As(err, &rej) || rej.Code != 550 || rej.Enhanced != "5.1.1" {
+			t.Errorf("%s: %v, want 550 5.1.1", bad, err)
+		}
+	}
+	// At another local domain it is an ordinary (unknown) name.
+	at := strings.Replace(good, "@mx.example.org", "@example.org", 1)
+	if _, err := r.Resolve(context.Background(), a(at)); err == nil || !strings.Contains(err.Error(), "user unknown") {
+		t.Errorf("%s: %v", at, err)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/posthorn/posthorn/internal/route"
 	"github.com/posthorn/posthorn/internal/smtpc"
 	"github.com/posthorn/posthorn/internal/smtpd"
+	"github.com/posthorn/posthorn/internal/srs"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
 	"github.com/posthorn/posthorn/internal/tlsutil"
@@ -116,7 +117,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.Tables = w
 
 	var resolver dnsutil.Resolver = dnsutil.New(cfg.DNS.Resolver)
+	rewriter, err := loadSRS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	router := route.New(route.Config{
+		SRS:           rewriter,
 		Hostname:      cfg.Hostname,
 		Tables:        w.Current,
 		Accounts:      newAccountCache(st),
@@ -135,6 +141,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ProgramTimeout: cfg.Aliases.ProgramTimeout.D(),
 		Log:            log,
 		Queued:         func(id string) { s.Queue.Enqueued(id) },
+		SRS:            rewriter,
+		IsLocalDomain:  router.IsLocalDomain,
 	}
 	s.Queue = queue.NewRunner(&queue.Runner{
 		Store:  st,
@@ -372,4 +380,27 @@ func (a *accountCache) AccountExists(ctx context.Context, name string) (bool, er
 	a.m[name] = accountEntry{exists, now}
 	a.mu.Unlock()
 	return exists, nil
+}
+
+// loadSRS reads [srs] secret_file: one secret per line, the first signs new
+// addresses, all verify (so that a secret can be rotated without losing the
+// bounces to addresses made with the old one). No file configured: no SRS.
+func loadSRS(cfg *config.Config) (*srs.Rewriter, error) {
+	if cfg.SRS.SecretFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(cfg.SRS.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("[srs] secret_file: %w", err)
+	}
+	var secrets [][]byte
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			secrets = append(secrets, []byte(l))
+		}
+	}
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("[srs] secret_file %s: no secret in it", cfg.SRS.SecretFile)
+	}
+	return &srs.Rewriter{Secrets: secrets, Domain: cfg.SRS.Domain}, nil
 }
