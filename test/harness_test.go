@@ -4,6 +4,7 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -251,10 +252,17 @@ func (in *instance) start() {
 	in.t.Cleanup(in.kill)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
+		// Up means greeting: the kernel accepts connections as soon as the
+		// port is bound, before the server has opened its store.
 		c, err := net.DialTimeout("tcp", in.smtp, time.Second)
 		if err == nil {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte("QUIT\r\n"))
 			c.Close()
-			return
+			if strings.HasPrefix(line, "220") {
+				return
+			}
 		}
 		select {
 		case <-in.stopped:

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthorn/posthorn/internal/dsn"
 	"github.com/posthorn/posthorn/internal/maildrop"
 )
 
@@ -296,5 +297,58 @@ func TestSendmailAsAnotherUser(t *testing.T) {
 	r = command(t, "/bin/ls", "", nil, cred, drop)
 	if r.code == 0 {
 		t.Errorf("nobody can list the drop directory:\n%s", r.stdout)
+	}
+}
+
+// posthorn sendmail with the server stopped and running: the message is
+// delivered (locally and to the queue) once the server runs, with the user in
+// its Received: field; a recipient that does not exist comes back to the
+// sender as a failure notice.
+func TestSendmailThroughTheServer(t *testing.T) {
+	in := newInstance(t, "pp")
+	in.start() // makes the drop directory
+	in.stop()
+	r := in.exec("To: pp@example.org, friend@remote.example\nCc: nosuch@example.org\nSubject: while down\n\nbody\n",
+		"sendmail", "-t", "-i", "--config", in.cfg)
+	if r.code != 0 {
+		t.Fatalf("sendmail with the server down: exit %d\n%s", r.code, r.stderr)
+	}
+	in.start()
+	m := in.waitMessages("pp", 2) // the message, and root's failure notice (root: pp)
+	if len(m) != 2 {
+		t.Fatalf("pp has %d messages, want the message and a notice", len(m))
+	}
+	var msg, notice string
+	for _, x := range m {
+		if strings.Contains(x, "Subject: while down") && !strings.Contains(x, "multipart/report") {
+			msg = x
+		} else {
+			notice = x
+		}
+	}
+	if !strings.Contains(msg, "(from root@localhost uid 0)") || !strings.Contains(msg, "\r\nDate: ") || !strings.Contains(msg, "\r\nMessage-ID: <") ||
+		!strings.HasPrefix(msg, "Return-Path: <root@mx.example.org>") {
+		t.Errorf("delivered message:\n%s", msg)
+	}
+	p, err := dsn.Parse([]byte(notice))
+	if err != nil {
+		t.Fatalf("no failure notice: %v\n%s", err, notice)
+	}
+	if len(p.Recipients) != 1 || !strings.Contains(p.Recipients[0].Get("Final-Recipient"), "nosuch@example.org") || p.Recipients[0].Get("Action") != "failed" {
+		t.Errorf("notice recipients %v", p.Recipients)
+	}
+	if q := in.run("", "mailq", "--config", in.cfg); !strings.Contains(q, "<friend@remote.example>") {
+		t.Errorf("the remote recipient is not queued:\n%s", q)
+	}
+	// With the server running, a message arrives within seconds.
+	if r := in.exec("Subject: while up\n\nhi\n", "sendmail", "--config", in.cfg, "pp"); r.code != 0 {
+		t.Fatalf("sendmail: exit %d\n%s", r.code, r.stderr)
+	}
+	if m := in.waitMessages("pp", 3); len(m) != 3 || !strings.Contains(m[2], "Subject: while up") {
+		t.Fatalf("pp has %d messages", len(m))
+	}
+	drop := maildrop.Dir(filepath.Join(in.dir, "data"))
+	if ents, _ := os.ReadDir(drop); len(ents) != 0 {
+		t.Errorf("files left in the drop directory: %v", ents)
 	}
 }

@@ -55,8 +55,16 @@ func runInit(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		DataDir:  *dataDir,
 		MapsDir:  ".",
 	})
+	_, statErr := os.Stat(*dir)
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		// The process umask (077, for the store) must not hide the tables
+		// from the run_as user.
+		if err := os.Chmod(*dir, 0o755); err != nil {
+			return err
+		}
 	}
 	names := make([]string, 0, len(files))
 	for name := range files {
@@ -76,6 +84,9 @@ func runInit(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			mode = 0o600
 		}
 		if err := os.WriteFile(filepath.Join(*dir, name), []byte(files[name]), mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(*dir, name), mode); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, name))

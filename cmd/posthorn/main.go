@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Exit codes (sysexits.h where one fits).
@@ -62,6 +63,10 @@ func commands() []command {
 }
 
 func main() {
+	// Files the server and the tools create (the database, its log, blobs)
+	// are for posthorn alone: data_dir is traversable by local users (for
+	// the maildrop), so nothing in it may be readable by them.
+	syscall.Umask(0o077)
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 

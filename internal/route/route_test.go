@@ -248,7 +248,7 @@ func TestResolveTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"pp+x@example.org", "virtusertable:pp+*@example.org", "alias:pp", "acct:pp", "alias:webmaster", "alias:root", "account:bob"}
+	want := []string{"pp+x@example.org", "virtusertable:pp+*@example.org", "alias:pp", "account:pp", "alias:webmaster", "alias:root", "account:bob"}
 	if !reflect.DeepEqual(res.Trace, want) {
 		t.Errorf("trace %q, want %q", res.Trace, want)
 	}

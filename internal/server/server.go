@@ -26,6 +26,7 @@ import (
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
+	"github.com/posthorn/posthorn/internal/maildrop"
 	"github.com/posthorn/posthorn/internal/maps"
 	"github.com/posthorn/posthorn/internal/queue"
 	"github.com/posthorn/posthorn/internal/route"
@@ -52,6 +53,7 @@ type Server struct {
 	Queue *queue.Runner
 
 	smtp      *smtpd.Server
+	pickup    *maildrop.Pickup
 	router    *route.Resolver
 	deliverer *deliver.Deliverer
 	listeners []listener
@@ -95,6 +97,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 		tlsConfig = cert.ServerConfig()
 	}
+	// Secrets, like the key, are read while still root: the SRS secret, the
+	// smart host's password, its CA.
+	rewriter, err := loadSRS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var resolver dnsutil.Resolver = dnsutil.New(cfg.DNS.Resolver)
+	client, err := newSMTPClient(cfg, resolver, log)
+	if err != nil {
+		return nil, err
+	}
 	// With the ports open, a server started as root becomes run_as before it
 	// touches its data or reads anything from the network.
 	if err := DropPrivileges(cfg); err != nil {
@@ -110,17 +123,16 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}
 	s.Store = st
+	dropDir, err := prepareMaildrop(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	w, err := maps.NewWatcher(cfg.MapsDir, TablePollInterval, log)
 	if err != nil {
 		return nil, fmt.Errorf("tables: %w", err)
 	}
 	s.Tables = w
 
-	var resolver dnsutil.Resolver = dnsutil.New(cfg.DNS.Resolver)
-	rewriter, err := loadSRS(cfg)
-	if err != nil {
-		return nil, err
-	}
 	router := route.New(route.Config{
 		SRS:           rewriter,
 		Hostname:      cfg.Hostname,
@@ -129,10 +141,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		AllowPrograms: cfg.Aliases.AllowPrograms,
 		AllowFiles:    cfg.Aliases.AllowFiles,
 	})
-	client, err := newSMTPClient(cfg, resolver, log)
-	if err != nil {
-		return nil, err
-	}
 	s.router = router
 	s.deliverer = &deliver.Deliverer{
 		Store:          st,
@@ -161,6 +169,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 		Log: log,
 	})
+	s.pickup = &maildrop.Pickup{Dir: dropDir, Interval: time.Second, Handle: s.pickupMessage, Log: log}
 	s.smtp = &smtpd.Server{
 		Config: smtpd.Config{
 			Hostname:        cfg.Hostname,
@@ -235,6 +244,11 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 		s.Queue.Run(queueCtx)
 		close(queueDone)
 	}()
+	pickupDone := make(chan struct{})
+	go func() {
+		s.pickup.Run(queueCtx)
+		close(pickupDone)
+	}()
 	for _, l := range s.listeners {
 		wg.Add(1)
 		go func() {
@@ -256,6 +270,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	// Connections in the middle of a message are cut; the queue records
 	// them as deferred before the store closes.
 	stopQueue()
+	<-pickupDone
 	<-queueDone
 	return runErr
 }

@@ -195,6 +195,13 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		s.log.Warn("store: removing unreferenced blob files", "err", err)
 	}
 	bs.CleanTemp()
+	// The database holds every message: only its owner may read it, whatever
+	// the umask of whoever created it (SQLite creates files 0644).
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("store: making the database private", "file", path+suffix, "err", err)
+		}
+	}
 	if opts.PreallocateWAL {
 		if err := s.preallocateWAL(); err != nil {
 			s.log.Warn("store: preallocating the write-ahead log", "err", err)

@@ -491,3 +491,23 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatalf("entry after migration: %+v %v", e, err)
 	}
 }
+
+// The database files are private to their owner, whatever the umask.
+func TestDatabaseFilesArePrivate(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	s := open(t, dir)
+	if _, err := s.CreateAccount(context.Background(), "pp", "x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"posthorn.db", "posthorn.db-wal", "posthorn.db-shm"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v", name, fi.Mode().Perm())
+		}
+	}
+}
