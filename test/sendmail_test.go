@@ -352,3 +352,32 @@ func TestSendmailThroughTheServer(t *testing.T) {
 		t.Errorf("files left in the drop directory: %v", ents)
 	}
 }
+
+// sendmail -bs: an SMTP dialogue on standard input and output; the message
+// reaches the mailbox through the server.
+func TestSendmailBS(t *testing.T) {
+	in := newInstance(t, "pp")
+	in.start()
+	session := "EHLO client.example\r\n" +
+		"MAIL FROM:<pp@example.org>\r\n" +
+		"RCPT TO:<pp@example.org>\r\n" +
+		"RCPT TO:<friend@remote.example>\r\n" +
+		"DATA\r\n" +
+		"Subject: via -bs\r\n\r\nhello\r\n.\r\n" +
+		"QUIT\r\n"
+	r := in.exec(session, "sendmail", "-bs", "--config", in.cfg)
+	if r.code != 0 {
+		t.Fatalf("sendmail -bs: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\r\n")
+	if !strings.HasPrefix(lines[0], "220 ") || !strings.Contains(r.stdout, "250 2.0.0 OK") || !strings.HasPrefix(lines[len(lines)-1], "221") {
+		t.Fatalf("dialogue:\n%s", r.stdout)
+	}
+	m := in.waitMessages("pp", 1)
+	if len(m) != 1 || !strings.Contains(m[0], "Subject: via -bs") || strings.Count(m[0], "Return-Path:") != 1 {
+		t.Fatalf("pp's INBOX: %q", m)
+	}
+	if q := in.run("", "mailq", "--config", in.cfg); !strings.Contains(q, "<friend@remote.example>") {
+		t.Errorf("the remote recipient is not queued:\n%s", q)
+	}
+}

@@ -59,7 +59,7 @@ const maxHeaderBytes = 1 << 20
 
 // sendmailOpts is what the command line asks for.
 type sendmailOpts struct {
-	mode       byte // 'm' deliver (-bm, the default), 'i' newaliases (-bi, -I), 'p' mailq (-bp), 'q' queue run (-q)
+	mode       byte // 'm' deliver (-bm, the default), 'i' newaliases (-bi, -I), 'p' mailq (-bp), 's' SMTP on stdin (-bs), 'q' queue run (-q)
 	extract    bool // -t
 	ignoreDots bool // -i, -oi
 	sender     *string
@@ -167,9 +167,10 @@ func (o *sendmailOpts) setValue(c byte, v string) error {
 			o.mode = 'i'
 		case "p":
 			o.mode = 'p'
+		case "s":
+			o.mode = 's'
 		default:
-			// -bs (SMTP on stdin), -bd (daemon), -bt, -bv...: the server and
-			// its submission port do those.
+			// -bd (daemon), -bt, -bv...: the server does those.
 			return withStatus(exUsage, "-b%s is not supported", v)
 		}
 	case 'f', 'r':
@@ -236,6 +237,17 @@ func runSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 			fmt.Fprintln(stderr, "sendmail: -q: the server runs the queue by itself; nothing to do")
 		}
 		return nil
+	}
+	if o.mode == 's' {
+		cfg, err := config.Load(config.Path(o.config))
+		if err != nil {
+			return &statusError{exConfig, err}
+		}
+		u, err := user.LookupId(strconv.Itoa(os.Getuid()))
+		if err != nil {
+			return withStatus(exNoUser, "no login name for uid %d: %v", os.Getuid(), err)
+		}
+		return sendmailSMTP(cfg, u, stdin, stdout, stderr)
 	}
 	// Without -t the recipients must be on the command line; say so before
 	// waiting for a message (Sendmail: "Recipient names must be specified").

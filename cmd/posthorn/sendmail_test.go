@@ -62,7 +62,7 @@ func TestParseSendmailArgs(t *testing.T) {
 			t.Errorf("%q:\n got %+v\nwant %+v", tc.args, *got, tc.want)
 		}
 	}
-	for _, args := range [][]string{{"-bs"}, {"-bd"}, {"-bt"}, {"-f"}, {"-t", "-F"}, {"-k"}, {"-tk"}, {"--verbose"}, {"--config"}} {
+	for _, args := range [][]string{{"-bv"}, {"-bd"}, {"-bt"}, {"-f"}, {"-t", "-F"}, {"-k"}, {"-tk"}, {"--verbose"}, {"--config"}} {
 		_, err := parseSendmailArgs(args)
 		var se *statusError
 		if !errors.As(err, &se) || se.code != exUsage {

@@ -156,6 +156,21 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// ServeConn runs one session on nc and returns when it ends: SMTP on a
+// connection that did not come from a listener (`sendmail -bs`, on standard
+// input and output). The connection caps apply as for any other.
+func (s *Server) ServeConn(nc net.Conn) {
+	s.init()
+	c := s.newConn(nc)
+	if c == nil {
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer s.release(c)
+	c.serve()
+}
+
 // newConn registers a connection, or refuses it when a connection cap is reached.
 func (s *Server) newConn(nc net.Conn) *conn {
 	ip := remoteIP(nc)
