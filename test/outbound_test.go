@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	gosmtp "github.com/emersion/go-smtp"
+
 	"github.com/posthorn/posthorn/internal/dnsutil/dnstest"
 	"github.com/posthorn/posthorn/internal/dsn"
 	"github.com/posthorn/posthorn/internal/smtpc/smtptest"
@@ -414,4 +416,58 @@ func TestForwardingWithSRS(t *testing.T) {
 	}
 	ts.a.waitQueueEmpty()
 	ts.b.waitQueueEmpty()
+}
+
+// Notices for what never reaches the queue: a member of an alias list that
+// does not exist (the others get the message), and a "delivered" report for
+// NOTIFY=SUCCESS on local delivery.
+func TestLocalNotices(t *testing.T) {
+	in := newInstance(t, "pp", "bob")
+	in.writeFile("aliases", mustRead(t, filepath.Join(in.dir, "aliases"))+"team: bob, nosuchuser\n")
+	in.start()
+	c, err := gosmtp.Dial(in.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("pp@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("team@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("bob@example.org", &gosmtp.RcptOptions{Notify: []gosmtp.DSNNotify{gosmtp.DSNNotifySuccess}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(w, "Subject: to the team\r\n\r\nhi\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	if m := in.waitMessages("bob", 1); len(m) != 1 {
+		t.Fatalf("bob has %d messages", len(m))
+	}
+	m := in.waitMessages("pp", 2)
+	if len(m) != 2 {
+		t.Fatalf("pp has %d notices, want a failure and a delivery report", len(m))
+	}
+	actions := map[string]string{}
+	for _, x := range m {
+		p, err := dsn.Parse([]byte(x))
+		if err != nil {
+			t.Fatalf("not a report: %v\n%s", err, x)
+		}
+		rc := p.Recipients[0]
+		actions[rc.Get("Action")] = rc.Get("Final-Recipient") + " " + rc.Get("Diagnostic-Code") + " " + rc.Get("Status")
+	}
+	if f := actions["failed"]; !strings.Contains(f, "team@example.org") || !strings.Contains(f, "nosuchuser") || !strings.Contains(f, "5.1.1") {
+		t.Errorf("failure report: %q", f)
+	}
+	if d := actions["delivered"]; !strings.Contains(d, "bob@example.org") || !strings.Contains(d, "2.0.0") {
+		t.Errorf("delivery report: %q", d)
+	}
 }

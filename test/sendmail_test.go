@@ -218,7 +218,7 @@ func TestSendmail(t *testing.T) {
 	}{
 		{"no recipients", "Subject: s\n\nb\n", []string{"sendmail", "--config", in.cfg}, 64},
 		{"-t, no recipients in the header", "Subject: s\n\nb\n", []string{"sendmail", "-t", "--config", in.cfg}, 64},
-		{"-bs", "", []string{"sendmail", "-bs", "--config", in.cfg}, 64},
+		{"-bv", "", []string{"sendmail", "-bv", "--config", in.cfg, "pp@example.org"}, 64},
 		{"unknown option", "", []string{"sendmail", "-k", "--config", in.cfg, "pp@example.org"}, 64},
 		{"no config", "Subject: s\n\nb\n", []string{"sendmail", "--config", filepath.Join(in.dir, "none.toml"), "pp@example.org"}, 78},
 	} {

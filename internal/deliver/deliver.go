@@ -28,6 +28,9 @@ type Recipient struct {
 	Targets []route.Target
 	ORCPT   string // RFC 3461 original recipient, decoded: "rfc822;addr" or "utf-8;addr" (RFC 6533); "" when not given
 	Notify  string // RFC 3461 NOTIFY: "NEVER", or a comma list of SUCCESS, FAILURE, DELAY; "" when not given
+	// Failed holds members of the recipient's expansion (an alias list) that
+	// could not be resolved while others were: the sender hears of them.
+	Failed []error
 }
 
 // Envelope is the SMTP envelope of a message.

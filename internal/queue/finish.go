@@ -47,7 +47,7 @@ func (r *Runner) finish(run *entryRun) {
 			Final: rc.Address, Original: rc.ORCPT, Status: o.status,
 			RemoteMTA: o.remoteMTA, Diagnostic: o.diag, LastAttempt: now,
 		}
-		notify := notifySet(rc.Notify)
+		notify := NotifySet(rc.Notify)
 		switch {
 		case o.delivered:
 			rc.Status = store.RcptDelivered
@@ -151,8 +151,9 @@ func (r *Runner) notice(ctx context.Context, e *store.QueueEntry, rcpts []dsn.Re
 	r.Log.Info("queue notice", "queue_id", e.ID, "to", e.From, "action", string(rcpts[0].Action), "recipients", len(rcpts))
 }
 
-// notifySet reads a NOTIFY value ("SUCCESS,DELAY"); empty means the default.
-func notifySet(s string) map[string]bool {
+// NotifySet reads an RFC 3461 NOTIFY value ("SUCCESS,DELAY") into a set of
+// upper-case keywords; an empty set means the default (failures and delays).
+func NotifySet(s string) map[string]bool {
 	m := map[string]bool{}
 	for _, v := range strings.Split(s, ",") {
 		if v = strings.ToUpper(strings.TrimSpace(v)); v != "" {

@@ -184,7 +184,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		},
 		Tables:    w.Current,
 		Router:    router,
-		Deliverer: s.deliverer,
+		Deliverer: reportingDeliverer{s},
 		DNS:       resolver,
 		Log:       log,
 	}

@@ -676,7 +676,7 @@ func (c *conn) cmdRcpt(arg string) {
 	// Without an ORCPT from the client none is made up here: RFC 3461 lets a
 	// relaying MTA add one when it passes the message on, from the RCPT
 	// address, which the queue keeps anyway.
-	tx.rcpts = append(tx.rcpts, deliver.Recipient{Address: a, Targets: res.Targets, ORCPT: orcpt, Notify: notify})
+	tx.rcpts = append(tx.rcpts, deliver.Recipient{Address: a, Targets: res.Targets, ORCPT: orcpt, Notify: notify, Failed: res.Failed})
 	tx.accepted++
 	c.send(Reply{250, "2.1.5", "Recipient OK"})
 }
