@@ -23,7 +23,13 @@ func newQueueID() string {
 
 // ListQueue returns every queue entry, oldest first.
 func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
-	rows, err := s.rQuery(ctx, "SELECT "+queueColumns+" FROM queue ORDER BY created, id")
+	return s.queryQueue(ctx, "ORDER BY created, id")
+}
+
+// queryQueue reads the entries that the rest of a SELECT (where, order,
+// limit) names, with their recipients.
+func (s *Store) queryQueue(ctx context.Context, rest string, args ...any) ([]store.QueueEntry, error) {
+	rows, err := s.rQuery(ctx, "SELECT "+queueColumns+" FROM queue "+rest, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -114,29 +120,7 @@ func (s *Store) OpenQueueMessage(ctx context.Context, id string) (store.MessageR
 
 // DueQueue returns the entries due at now that are not held.
 func (s *Store) DueQueue(ctx context.Context, now time.Time, limit int) ([]store.QueueEntry, error) {
-	rows, err := s.rQuery(ctx, "SELECT "+queueColumns+" FROM queue WHERE next_attempt <= ? AND held = 0 ORDER BY next_attempt, id LIMIT ?", now.Unix(), limit)
-	if err != nil {
-		return nil, err
-	}
-	var out []store.QueueEntry
-	for rows.Next() {
-		e, err := scanQueue(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out = append(out, *e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for i := range out {
-		if out[i].Recipients, err = s.queueRecipients(ctx, out[i].ID); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return s.queryQueue(ctx, "WHERE next_attempt <= ? AND held = 0 ORDER BY next_attempt, id LIMIT ?", now.Unix(), limit)
 }
 
 // UpdateQueueEntry records delivery attempts.
