@@ -1,15 +1,26 @@
-// Command bench measures posthorn side by side with Postfix (delivering to
-// Dovecot over LMTP) and with Postfix's smtp-sink, the protocol-only ceiling of
-// the machine: the same workload against each, one after the other, repeated,
-// printing the median, the spread and the ratios in one table.
+// Command bench measures posthorn side by side with Postfix and with Postfix's
+// smtp-sink, the protocol-only ceiling of the machine: the same workload
+// against each, one after the other, repeated, printing the median, the spread
+// and the ratios in one table per workload.
 //
-//	go run ./bench [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
+//	go run ./bench [-workload all|accept|relay] [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
+//
+// Two workloads:
+//
+//   - accept: SMTP accept-and-store. smtp-source into smtp-sink, into posthorn
+//     (a local mailbox), and into Postfix delivering to Dovecot over LMTP; timed
+//     until the mailbox holds every message.
+//   - relay: smtp-source from a client allowed to relay, for a remote domain,
+//     through posthorn (smart_host) and through Postfix (relayhost) to a
+//     discarding smtp-sink, and straight into that sink (the ceiling); timed
+//     until the sink has counted every message.
 //
 // It needs Postfix's smtp-source and smtp-sink (Debian package postfix), and for
-// the Postfix→Dovecot column Postfix and Dovecot themselves (postfix,
-// dovecot-core, dovecot-lmtpd) and root, since Postfix runs as root. Missing
-// pieces are skipped with a line saying how to install them. Everything it
-// starts listens on 127.0.0.1 and is stopped at the end.
+// the Postfix columns Postfix and Dovecot themselves (postfix, dovecot-core,
+// dovecot-lmtpd) and root, since Postfix runs as root. Missing pieces are
+// skipped with a line saying how to install them. Everything it starts
+// listens on 127.0.0.1 and is stopped at the end; every run is bounded in
+// time.
 package main
 
 import (
@@ -38,6 +49,7 @@ var (
 	sessions = flag.Int("sessions", 20, "parallel SMTP sessions")
 	size     = flag.Int("size", 4096, "message size in bytes")
 	keep     = flag.Bool("keep", false, "keep the temporary directories")
+	workload = flag.String("workload", "all", "which workload: accept (SMTP accept-and-store), relay (through a smart host to a sink), or all")
 )
 
 const (
@@ -66,6 +78,12 @@ type measurement struct {
 
 func main() {
 	flag.Parse()
+	switch *workload {
+	case "all", "accept", "relay":
+	default:
+		fmt.Fprintf(os.Stderr, "bench: -workload %q: want accept, relay or all\n", *workload)
+		os.Exit(2)
+	}
 	if _, err := exec.LookPath("smtp-source"); err != nil {
 		fmt.Println("bench: smtp-source is missing: apt-get install postfix (it brings smtp-source and smtp-sink)")
 		os.Exit(1)
@@ -88,6 +106,17 @@ func main() {
 		fatal(fmt.Errorf("building posthorn: %w", err))
 	}
 
+	if *workload == "all" || *workload == "accept" {
+		acceptWorkload(root, bin)
+	}
+	if *workload == "all" || *workload == "relay" {
+		relayWorkload(root, bin)
+	}
+}
+
+// acceptWorkload measures SMTP accept-and-store: how fast each system takes
+// mail for a local mailbox and has it stored.
+func acceptWorkload(root, bin string) {
 	systems := []system{&sink{}, &posthorn{bin: bin}}
 	if why := postfixDovecotMissing(); why != "" {
 		fmt.Println("bench: skipping Postfix→Dovecot:", why)
@@ -95,14 +124,14 @@ func main() {
 		systems = append(systems, &postfixDovecot{})
 	}
 
-	fmt.Printf("SMTP accept-and-store: smtp-source -d -s %d -m %d -l %d, %d runs each, %d cores\n",
-		*sessions, *messages, *size, *runs, runtimeCPUs())
+	fmt.Printf("SMTP accept-and-store: smtp-source -d -s %d -m %d -l %d, %d runs each, %d cores, load average %s\n",
+		*sessions, *messages, *size, *runs, runtimeCPUs(), loadAvg())
 	results := map[string]*measurement{}
 	for _, sys := range systems {
 		m := &measurement{}
 		results[sys.name()] = m
 		for r := 0; r < *runs; r++ {
-			dir := filepath.Join(root, fmt.Sprintf("%s-%d", strings.Fields(sys.name())[0], r))
+			dir := filepath.Join(root, fmt.Sprintf("accept-%s-%d", strings.Fields(sys.name())[0], r))
 			os.MkdirAll(dir, 0o755)
 			rate, rss, err := runOnce(sys, dir)
 			if err != nil {
@@ -116,6 +145,7 @@ func main() {
 		}
 	}
 	printTable(systems, results)
+	fmt.Printf("load average after the runs: %s\n\n", loadAvg())
 }
 
 func runOnce(sys system, dir string) (rate float64, rss int64, err error) {
@@ -219,6 +249,16 @@ func moduleRoot() string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
+// loadAvg returns the 1-minute load average as /proc/loadavg has it: other
+// work on the machine during a run shows in it and skews the figures.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
 func runtimeCPUs() int {
 	n := 0
 	b, _ := os.ReadFile("/proc/cpuinfo")
@@ -309,33 +349,9 @@ func (p *posthorn) name() string { return "posthorn" }
 
 func (p *posthorn) start(dir string) (string, error) {
 	p.dir = dir
-	addr := freeAddr()
-	if out, err := exec.Command(p.bin, "init", "--hostname", "mx."+rcptDomain, "--domain", rcptDomain, "--dir", dir, "--admin", rcptUser).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("posthorn init: %v: %s", err, out)
-	}
-	cfgPath := filepath.Join(dir, "posthorn.toml")
-	cfg, _ := os.ReadFile(cfgPath)
-	text := strings.Replace(string(cfg), `listen = ["0.0.0.0:25", "[::]:25"]`, fmt.Sprintf("listen = %q", addr), 1)
-	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
-		return "", err
-	}
-	add := exec.Command(p.bin, "user", "add", rcptUser, "--password-stdin", "--config", cfgPath)
-	add.Stdin = strings.NewReader("bench-password\n")
-	if out, err := add.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("posthorn user add: %v: %s", err, out)
-	}
-	p.cmd = exec.Command(p.bin, "serve", "--config", cfgPath)
-	// Its log, one line per transaction as Postfix writes its maillog.
-	logFile, err := os.Create(filepath.Join(dir, "posthorn.log"))
+	cmd, addr, err := startPosthorn(p.bin, dir, "")
+	p.cmd = cmd
 	if err != nil {
-		return "", err
-	}
-	defer logFile.Close()
-	p.cmd.Stderr = logFile
-	if err := p.cmd.Start(); err != nil {
-		return "", err
-	}
-	if err := waitListening(addr, p.cmd); err != nil {
 		return "", err
 	}
 	st, err := sqlite.Open(filepath.Join(dir, "data"), sqlite.Options{})
@@ -356,6 +372,69 @@ func (p *posthorn) start(dir string) (string, error) {
 	return addr, nil
 }
 
+// startPosthorn writes a fresh installation into dir (posthorn init, the
+// account rcptUser), with smart_host set when smartHost is not empty, starts
+// "posthorn serve" on a free 127.0.0.1 port and returns it with that address.
+// The returned command, once started, must be stopped even on an error.
+func startPosthorn(bin, dir, smartHost string) (*exec.Cmd, string, error) {
+	addr := freeAddr()
+	if out, err := exec.Command(bin, "init", "--hostname", "mx."+rcptDomain, "--domain", rcptDomain, "--dir", dir, "--admin", rcptUser).CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("posthorn init: %v: %s", err, out)
+	}
+	cfgPath := filepath.Join(dir, "posthorn.toml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, "", err
+	}
+	const starterListen = `listen = ["0.0.0.0:25", "[::]:25"]`
+	if !strings.Contains(string(cfg), starterListen) {
+		return nil, "", fmt.Errorf("%s: no line %s to replace (has posthorn init changed?)", cfgPath, starterListen)
+	}
+	ours := fmt.Sprintf("listen = %q", addr)
+	if smartHost != "" {
+		// Under [smtp], next to listen: everything not local goes there.
+		ours += fmt.Sprintf("\nsmart_host = %q", smartHost)
+	}
+	text := strings.Replace(string(cfg), starterListen, ours, 1)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		return nil, "", err
+	}
+	add := exec.Command(bin, "user", "add", rcptUser, "--password-stdin", "--config", cfgPath)
+	add.Stdin = strings.NewReader("bench-password\n")
+	if out, err := add.CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("posthorn user add: %v: %s", err, out)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	// Its log, one line per transaction as Postfix writes its maillog.
+	logFile, err := os.Create(filepath.Join(dir, "posthorn.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	defer logFile.Close()
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	return cmd, addr, waitListening(addr, cmd)
+}
+
+// stopPosthorn ends a server as an administrator would (SIGTERM), and kills it
+// if it is still there after 40 s (it allows transactions 30 s to finish).
+func stopPosthorn(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
 func (p *posthorn) stored() (int, error) {
 	mb, err := p.st.GetMailboxByID(context.Background(), p.mbox)
 	if err != nil {
@@ -371,50 +450,41 @@ func (p *posthorn) stop() {
 		p.st.Close()
 		p.st = nil
 	}
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.cmd.Wait()
-	}
+	stopPosthorn(p.cmd)
+	p.cmd = nil
 }
 
 // postfixDovecot is Postfix accepting mail and handing it to Dovecot over LMTP,
 // each with its default durability, configured in a temporary directory.
 type postfixDovecot struct {
-	dir     string
-	pfConf  string
+	pf      *postfixInstance
 	dcConf  string
 	mailDir string
-	master  *exec.Cmd
 }
 
 func (p *postfixDovecot) name() string { return "postfix -> dovecot (LMTP)" }
 
 func postfixDovecotMissing() string {
-	for _, tool := range []string{"postfix", "dovecot", "doveadm"} {
+	for _, tool := range []string{"dovecot", "doveadm"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return tool + " is not installed (apt-get install postfix dovecot-core dovecot-lmtpd)"
+			return tool + " is not installed (apt-get install dovecot-core dovecot-lmtpd)"
 		}
 	}
-	if os.Geteuid() != 0 {
-		return "Postfix and Dovecot must be started as root"
-	}
-	return ""
+	return postfixMissing()
 }
 
 func (p *postfixDovecot) start(dir string) (string, error) {
-	p.dir = dir
 	smtpAddr, lmtpAddr := freeAddr(), freeAddr()
 	_, lmtpPort, _ := net.SplitHostPort(lmtpAddr)
 	p.mailDir = filepath.Join(dir, "mail")
 	dc := filepath.Join(dir, "dovecot")
-	for _, d := range []string{dc + "/run", dc + "/state", p.mailDir, dir + "/pf", dir + "/spool", dir + "/data"} {
+	for _, d := range []string{dc + "/run", dc + "/state", p.mailDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
 		}
 	}
 	os.Chmod(dir, 0o755)
 	run("chown", "mail:mail", p.mailDir)
-	run("chown", "postfix", dir+"/data")
 	p.dcConf = filepath.Join(dc, "dovecot.conf")
 	dovecotConf := fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
@@ -447,67 +517,14 @@ service lmtp {
 	if err := exec.Command("dovecot", "-c", p.dcConf).Run(); err != nil {
 		return "", fmt.Errorf("dovecot: %v (see %s/dovecot.log)", err, dc)
 	}
-
-	p.pfConf = filepath.Join(dir, "pf")
-	master, err := os.ReadFile("/etc/postfix/master.cf")
+	pf, err := startPostfix(dir, smtpAddr, fmt.Sprintf(`virtual_mailbox_domains = %s
+virtual_transport = lmtp:inet:%s
+`, rcptDomain, lmtpAddr))
+	p.pf = pf
 	if err != nil {
 		return "", err
 	}
-	var lines []string
-	for _, l := range strings.Split(string(master), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 8 && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, " ") {
-			if f[0] == "smtp" && f[1] == "inet" {
-				f[0] = smtpAddr
-			}
-			if f[4] == "y" || f[4] == "-" {
-				f[4] = "n" // no chroot: the temporary directory is not set up for one
-			}
-			l = strings.Join(f, " ")
-		}
-		lines = append(lines, l)
-	}
-	if !strings.Contains(string(master), "postlogd") {
-		lines = append(lines, "postlog unix-dgram n - n - 1 postlogd")
-	}
-	if err := os.WriteFile(filepath.Join(p.pfConf, "master.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		return "", err
-	}
-	mainCf := fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/spool
-data_directory = %[1]s/data
-mail_owner = postfix
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mx.%[2]s
-mydestination =
-virtual_mailbox_domains = %[2]s
-virtual_transport = lmtp:inet:%[3]s
-mynetworks = 127.0.0.0/8
-smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-maillog_file = /dev/stdout
-smtputf8_enable = no
-`, dir, rcptDomain, lmtpAddr)
-	if err := os.WriteFile(filepath.Join(p.pfConf, "main.cf"), []byte(mainCf), 0o644); err != nil {
-		return "", err
-	}
-	// In the foreground Postfix logs to its standard output (there is no
-	// syslog here); that goes to a file, as its maillog would.
-	p.master = exec.Command("postfix", "-c", p.pfConf, "start-fg")
-	logFile, err := os.Create(filepath.Join(dir, "maillog"))
-	if err != nil {
-		return "", err
-	}
-	defer logFile.Close()
-	p.master.Stdout, p.master.Stderr = logFile, logFile
-	if err := p.master.Start(); err != nil {
-		return "", err
-	}
-	return smtpAddr, waitListening(smtpAddr, p.master)
-}
-
-func run(name string, args ...string) {
-	exec.Command(name, args...).Run()
+	return smtpAddr, nil
 }
 
 func (p *postfixDovecot) stored() (int, error) {
@@ -521,19 +538,10 @@ func (p *postfixDovecot) stored() (int, error) {
 func (p *postfixDovecot) peakRSS() int64 { return 0 }
 
 func (p *postfixDovecot) stop() {
-	if p.pfConf != "" {
-		exec.Command("postfix", "-c", p.pfConf, "stop").Run()
-	}
-	if p.master != nil {
-		done := make(chan struct{})
-		go func() { p.master.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			p.master.Process.Kill()
-		}
-	}
+	p.pf.stop()
+	p.pf = nil
 	if p.dcConf != "" {
 		exec.Command("doveadm", "-c", p.dcConf, "stop").Run()
+		p.dcConf = ""
 	}
 }
