@@ -151,12 +151,18 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		hash, err := auth.Hash(pw)
-		if err != nil {
+		hash, scram, err := auth.NewCredentials(pw)
+		if errors.Is(err, auth.ErrBadPassword) {
 			return usageErr("that password cannot be used (empty or longer than %d bytes)", auth.MaxPasswordLen)
+		} else if err != nil {
+			return err
 		}
 		if verb == "add" {
 			if _, err := st.CreateAccount(ctx, name, hash); err != nil {
+				return accountErr(name, err)
+			}
+			// The SCRAM-SHA-256 credential goes with the hash (store.Store.SetPassword).
+			if err := st.SetPassword(ctx, name, hash, scram); err != nil {
 				return accountErr(name, err)
 			}
 			if *admin {
@@ -166,7 +172,7 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(stdout, "account %s added\n", name)
 		} else {
-			if err := st.SetPassword(ctx, name, hash); err != nil {
+			if err := st.SetPassword(ctx, name, hash, scram); err != nil {
 				return accountErr(name, err)
 			}
 			fmt.Fprintf(stdout, "password of %s changed\n", name)

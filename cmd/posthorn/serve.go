@@ -172,11 +172,14 @@ func prepareDev(dir string) (cfgPath, password string, err error) {
 	defer st.Close()
 	ctx := context.Background()
 	if _, err := st.GetAccount(ctx, devUser); errors.Is(err, store.ErrNotFound) {
-		hash, err := auth.Hash(password)
+		hash, scram, err := auth.NewCredentials(password)
 		if err != nil {
 			return "", "", err
 		}
 		if _, err := st.CreateAccount(ctx, devUser, hash); err != nil {
+			return "", "", err
+		}
+		if err := st.SetPassword(ctx, devUser, hash, scram); err != nil {
 			return "", "", err
 		}
 	} else if err != nil {

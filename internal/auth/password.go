@@ -1,7 +1,6 @@
-// Package auth holds what logging in needs: password hashing and verification
-// (argon2id, with bcrypt accepted), and later the SASL mechanisms and login
-// throttling shared by SMTP AUTH, POP3, IMAP and the webmail.
 package auth
+
+// Password hashing: argon2id for new hashes, bcrypt still read.
 
 import (
 	"crypto/rand"
@@ -33,8 +32,10 @@ const (
 // MaxPasswordLen bounds what is hashed; longer input is refused, not truncated.
 const MaxPasswordLen = 1024
 
-// ErrMismatch is returned by Verify when the password is wrong.
-var ErrMismatch = errors.New("auth: password does not match")
+// ErrMismatch is returned by Verify when the password is wrong, and by a
+// login for a wrong password, an unknown user, or an authorization identity
+// other than the user: the client is told only "authentication failed".
+var ErrMismatch = errors.New("auth: authentication failed")
 
 // ErrBadPassword is returned by Hash for a password that cannot be used.
 var ErrBadPassword = errors.New("auth: unusable password")

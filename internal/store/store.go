@@ -74,10 +74,16 @@ type Account struct {
 	ID           int64
 	Name         string // login name, lower-case ("pp")
 	PasswordHash string // PHC string (argon2id) or bcrypt; never logged
-	QuotaBytes   int64  // 0 means no limit
-	UsedBytes    int64  // sum of the sizes of the account's messages
-	Admin        bool
-	Created      time.Time
+	// SCRAMSHA256 is the SCRAM-SHA-256 credential (RFC 5802, RFC 7677) in RFC
+	// 5803's form "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>", made
+	// from the same password as PasswordHash; "" when none was made yet. It
+	// lets a password be checked without the password: keep it as secret as
+	// the hash, never logged.
+	SCRAMSHA256 string
+	QuotaBytes  int64 // 0 means no limit
+	UsedBytes   int64 // sum of the sizes of the account's messages
+	Admin       bool
+	Created     time.Time
 }
 
 // Mailbox is a folder of one account.
@@ -260,7 +266,14 @@ type Store interface {
 	CreateAccount(ctx context.Context, name, passwordHash string) (*Account, error)
 	GetAccount(ctx context.Context, name string) (*Account, error)
 	ListAccounts(ctx context.Context) ([]Account, error)
-	SetPassword(ctx context.Context, name, passwordHash string) error
+	// SetPassword replaces an account's password hash and its SCRAM-SHA-256
+	// credential together ("" for none), so that a credential never outlives
+	// the password it was made from.
+	SetPassword(ctx context.Context, name, passwordHash, scramSHA256 string) error
+	// UpgradePassword is SetPassword done only while the account's hash is
+	// still oldHash, else ErrModified: a login that rehashes the password or
+	// adds its SCRAM credential must not undo a password change made meanwhile.
+	UpgradePassword(ctx context.Context, name, oldHash, passwordHash, scramSHA256 string) error
 	SetQuota(ctx context.Context, name string, quotaBytes int64) error
 	SetAdmin(ctx context.Context, name string, admin bool) error
 	// DeleteAccount removes the account, its mailboxes and its messages.

@@ -50,12 +50,12 @@ func (s *Store) CreateAccount(ctx context.Context, name, passwordHash string) (*
 }
 
 // accountColumns reads an account; its usage is the sum of its mailboxes' sizes.
-const accountColumns = "id, name, password_hash, quota_bytes, (SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = accounts.id), admin, created"
+const accountColumns = "id, name, password_hash, scram_sha256, quota_bytes, (SELECT coalesce(sum(size), 0) FROM mailboxes WHERE account_id = accounts.id), admin, created"
 
 func scanAccount(row interface{ Scan(...any) error }) (*store.Account, error) {
 	var a store.Account
 	var created int64
-	if err := row.Scan(&a.ID, &a.Name, &a.PasswordHash, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created); err != nil {
+	if err := row.Scan(&a.ID, &a.Name, &a.PasswordHash, &a.SCRAMSHA256, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created); err != nil {
 		return nil, err
 	}
 	a.Created = time.Unix(created, 0)
@@ -104,9 +104,43 @@ func (s *Store) updateAccount(ctx context.Context, name, set string, arg any) er
 	}})
 }
 
-// SetPassword replaces an account's password hash.
-func (s *Store) SetPassword(ctx context.Context, name, passwordHash string) error {
-	return s.updateAccount(ctx, name, "password_hash", passwordHash)
+// SetPassword replaces an account's password hash and SCRAM-SHA-256
+// credential in one statement.
+func (s *Store) SetPassword(ctx context.Context, name, passwordHash, scramSHA256 string) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
+		res, err := tx.Exec("UPDATE accounts SET password_hash = ?, scram_sha256 = ? WHERE name = ?", passwordHash, scramSHA256, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: account %q", store.ErrNotFound, name)
+		}
+		return nil
+	}})
+}
+
+// UpgradePassword is SetPassword while the hash is still oldHash: the
+// comparison and the change are one statement, so a concurrent SetPassword
+// either comes before (and this one reports ErrModified) or after.
+func (s *Store) UpgradePassword(ctx context.Context, name, oldHash, passwordHash, scramSHA256 string) error {
+	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
+		res, err := tx.Exec("UPDATE accounts SET password_hash = ?, scram_sha256 = ? WHERE name = ? AND password_hash = ?",
+			passwordHash, scramSHA256, name, oldHash)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		var exists int
+		if err := tx.QueryRow("SELECT count(*) FROM accounts WHERE name = ?", name).Scan(&exists); err != nil {
+			return err
+		}
+		if exists == 0 {
+			return fmt.Errorf("%w: account %q", store.ErrNotFound, name)
+		}
+		return fmt.Errorf("%w: password of %q", store.ErrModified, name)
+	}})
 }
 
 // SetQuota sets an account's quota in bytes (0: none).

@@ -10,6 +10,9 @@ var migrations = []string{
 	// 2: held entries (posthorn queue hold) and the delay-notice mark.
 	`ALTER TABLE queue ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE queue ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;`,
+	// 3: SCRAM-SHA-256 credentials (RFC 5803 form); '' until the password is
+	// set again or used once with PLAIN/LOGIN.
+	`ALTER TABLE accounts ADD COLUMN scram_sha256 TEXT NOT NULL DEFAULT '';`,
 }
 
 // schema is the database at version 1. The counters of a mailbox and the

@@ -471,7 +471,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"ALTER TABLE queue DROP COLUMN held", "ALTER TABLE queue DROP COLUMN warned", "PRAGMA user_version = 1"} {
+	for _, q := range []string{"ALTER TABLE queue DROP COLUMN held", "ALTER TABLE queue DROP COLUMN warned",
+		"ALTER TABLE accounts DROP COLUMN scram_sha256", "PRAGMA user_version = 1"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}
@@ -480,8 +481,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 
 	s = open(t, dir)
 	var v int
-	if err := s.wdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 2 {
-		t.Fatalf("schema version %d %v, want 2", v, err)
+	if err := s.wdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != schemaVersion {
+		t.Fatalf("schema version %d %v, want %d", v, err, schemaVersion)
 	}
 	if err := s.HoldQueueEntry(context.Background(), "Q1", true); err != nil {
 		t.Fatal(err)
@@ -489,6 +490,44 @@ func TestMigrateFromVersion1(t *testing.T) {
 	e, err := s.GetQueueEntry(context.Background(), "Q1")
 	if err != nil || !e.Held || e.From != "a@example.org" {
 		t.Fatalf("entry after migration: %+v %v", e, err)
+	}
+}
+
+// A database at version 2 (before SCRAM credentials) keeps its accounts and
+// their password hashes; the accounts have no SCRAM credential until the
+// password is set again.
+func TestMigrateFromVersion2(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.CreateAccount(ctx, "pp", "old-hash"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "posthorn.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"ALTER TABLE accounts DROP COLUMN scram_sha256", "PRAGMA user_version = 2"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+
+	s = open(t, dir)
+	a, err := s.GetAccount(ctx, "pp")
+	if err != nil || a.PasswordHash != "old-hash" || a.SCRAMSHA256 != "" {
+		t.Fatalf("account after migration: %+v %v", a, err)
+	}
+	if err := s.SetPassword(ctx, "pp", "new-hash", "SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5"); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ = s.GetAccount(ctx, "pp"); a.SCRAMSHA256 != "SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5" {
+		t.Errorf("credential not kept: %q", a.SCRAMSHA256)
 	}
 }
 

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		fn   func(t *testing.T, s store.Store)
 	}{
 		{"Accounts", testAccounts},
+		{"Credentials", testCredentials},
 		{"Mailboxes", testMailboxes},
 		{"RenameInbox", testRenameInbox},
 		{"Deliver", testDeliver},
@@ -142,7 +143,7 @@ func testAccounts(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(special, want) {
 		t.Errorf("default mailboxes %v", special)
 	}
-	if err := s.SetPassword(ctx, "pp", "new"); err != nil {
+	if err := s.SetPassword(ctx, "pp", "new", "scram-new"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetQuota(ctx, "pp", 1000); err != nil {
@@ -152,16 +153,78 @@ func testAccounts(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	got, _ = s.GetAccount(ctx, "pp")
-	if got.PasswordHash != "new" || got.QuotaBytes != 1000 || !got.Admin {
+	if got.PasswordHash != "new" || got.SCRAMSHA256 != "scram-new" || got.QuotaBytes != 1000 || !got.Admin {
 		t.Errorf("after updates: %+v", got)
 	}
-	if err := s.SetPassword(ctx, "nobody", "x"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.SetPassword(ctx, "nobody", "x", ""); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("SetPassword(nobody): %v", err)
 	}
 	mustAccount(t, s, "bob")
 	list, _ := s.ListAccounts(ctx)
 	if len(list) != 2 || list[0].Name != "bob" || list[1].Name != "pp" {
 		t.Errorf("ListAccounts: %+v", list)
+	}
+}
+
+// testCredentials checks the password hash and the SCRAM credential: new
+// accounts have none, both change together, and UpgradePassword changes them
+// only while the hash it was given is still the account's.
+func testCredentials(t *testing.T, s store.Store) {
+	mustAccount(t, s, "pp")
+	mustAccount(t, s, "bob")
+	get := func(name string) *store.Account {
+		t.Helper()
+		a, err := s.GetAccount(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if a := get("pp"); a.SCRAMSHA256 != "" {
+		t.Errorf("new account has SCRAM credential %q", a.SCRAMSHA256)
+	}
+	if err := s.SetPassword(ctx, "pp", "h1", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	// Clearing the credential with a new password: the old one must not survive.
+	if err := s.SetPassword(ctx, "pp", "h2", ""); err != nil {
+		t.Fatal(err)
+	}
+	if a := get("pp"); a.PasswordHash != "h2" || a.SCRAMSHA256 != "" {
+		t.Errorf("after SetPassword(h2, \"\"): %q %q", a.PasswordHash, a.SCRAMSHA256)
+	}
+	for _, tc := range []struct {
+		name, old, hash, scram string
+		want                   error
+		wantHash, wantSCRAM    string
+	}{
+		{"stale old hash", "h1", "h3", "s3", store.ErrModified, "h2", ""},
+		{"current old hash", "h2", "h3", "s3", nil, "h3", "s3"},
+		{"same again is stale", "h2", "h4", "s4", store.ErrModified, "h3", "s3"},
+	} {
+		err := s.UpgradePassword(ctx, "pp", tc.old, tc.hash, tc.scram)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: UpgradePassword = %v, want %v", tc.name, err, tc.want)
+		}
+		if a := get("pp"); a.PasswordHash != tc.wantHash || a.SCRAMSHA256 != tc.wantSCRAM {
+			t.Errorf("%s: account has %q %q, want %q %q", tc.name, a.PasswordHash, a.SCRAMSHA256, tc.wantHash, tc.wantSCRAM)
+		}
+	}
+	if err := s.UpgradePassword(ctx, "nobody", "x", "y", "z"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpgradePassword(nobody) = %v", err)
+	}
+	// The other account was never touched.
+	if b := get("bob"); b.PasswordHash != "hash-bob" || b.SCRAMSHA256 != "" {
+		t.Errorf("bob changed: %q %q", b.PasswordHash, b.SCRAMSHA256)
+	}
+	list, err := s.ListAccounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range list {
+		if a.Name == "pp" && a.SCRAMSHA256 != "s3" {
+			t.Errorf("ListAccounts: pp's credential %q", a.SCRAMSHA256)
+		}
 	}
 }
 
