@@ -47,6 +47,7 @@ type Config struct {
 	SMTPC   SMTPC   `toml:"smtpc"`
 	Queue   Queue   `toml:"queue"`
 	SRS     SRS     `toml:"srs"`
+	Auth    Auth    `toml:"auth"`
 
 	// File is the path the config was read from.
 	File string `toml:"-"`

@@ -134,6 +134,12 @@ secret_file = "srs.secret"
 [dns]
 # Send every DNS query to this server instead of the system's resolver.
 # resolver = "127.0.0.1:53"
+
+[auth]
+# Passwords sent whole (AUTH PLAIN/LOGIN, POP3 USER/PASS, IMAP LOGIN) are
+# refused on unencrypted connections, except from 127.0.0.1 and ::1.
+# SCRAM-SHA-256 never sends the password and works everywhere.
+# allow_plaintext = false
 `)
 	return b.String()
 }
