@@ -62,6 +62,7 @@ type conn struct {
 	tls      bool
 	errors   int
 	quit     bool
+	account  string // the account logged in with AUTH, "" before (RFC 4954)
 
 	mu      sync.Mutex // guards busy and closing, for Shutdown
 	busy    bool       // inside a transaction: let it finish on shutdown
@@ -110,6 +111,17 @@ func (c *conn) serve() {
 			dnsutil.PTRConfirmed: policy.PTROK, dnsutil.PTRNone: policy.PTRFail,
 			dnsutil.PTRForged: policy.PTRForged, dnsutil.PTRTempFail: policy.PTRTemp,
 		}[res]
+	}
+	if tc, ok := c.raw.(*tls.Conn); ok {
+		// Implicit TLS (submissions, RFC 8314 section 3): the handshake comes
+		// before the greeting.
+		tc.SetDeadline(time.Now().Add(c.srv.CommandTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.srv.Log.Info("smtp TLS handshake failed", "client_ip", c.ip.String(), "err", err)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		c.tls = true
 	}
 	c.connVerd = policy.CheckConnect(c.srv.Tables(), c.client)
 	if c.connVerd.Verdict == policy.Reject {
@@ -216,6 +228,21 @@ var errLineTooLong = errors.New("line too long")
 // readLine reads one command line without its CRLF, flushing pending replies
 // first when no more commands are already waiting.
 func (c *conn) readLine() (string, error) {
+	return c.readLineMax(c.lineLimit())
+}
+
+// lineLimit is the longest command line taken. While AUTH may come, it is at
+// least 12288 octets: RFC 4954 section 4 wants that much room for an AUTH
+// command with its initial response, and for each response line.
+func (c *conn) lineLimit() int {
+	if c.account == "" && c.authOffered() {
+		return max(c.srv.MaxLineLength, maxAuthLine)
+	}
+	return c.srv.MaxLineLength
+}
+
+// readLineMax is readLine with a limit of maxLen octets, CRLF included.
+func (c *conn) readLineMax(maxLen int) (string, error) {
 	if c.br.Buffered() == 0 {
 		c.flush()
 	}
@@ -231,7 +258,7 @@ func (c *conn) readLine() (string, error) {
 			if buf != nil {
 				frag = append(buf, frag...)
 			}
-			if len(frag) > c.srv.MaxLineLength {
+			if len(frag) > maxLen {
 				return "", errLineTooLong
 			}
 			line := bytes.TrimSuffix(frag, []byte("\n"))
@@ -241,7 +268,7 @@ func (c *conn) readLine() (string, error) {
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return "", err
 		}
-		if long || len(buf)+len(frag) > c.srv.MaxLineLength {
+		if long || len(buf)+len(frag) > maxLen {
 			long, buf = true, nil // keep reading to the end of the line, drop it
 			continue
 		}
@@ -313,7 +340,7 @@ func (c *conn) handle(line string) {
 	case "STARTTLS":
 		c.cmdStartTLS(arg)
 	case "AUTH":
-		c.send(Reply{502, "5.5.1", "AUTH not available on this port"})
+		c.cmdAuth(arg)
 	case "":
 		c.send(replySyntax("Empty command"))
 	default:
@@ -352,6 +379,10 @@ func (c *conn) cmdHello(arg string, esmtp bool) {
 	}
 	if c.srv.TLSConfig != nil && !c.tls {
 		lines = append(lines, "STARTTLS")
+	}
+	if c.account == "" && c.authOffered() {
+		// RFC 4954 section 3; not once logged in, as AUTH is then refused.
+		lines = append(lines, "AUTH "+strings.Join(c.srv.Auth.Mechanisms(c.authClient()), " "))
 	}
 	for i, l := range lines {
 		sep := "-"
@@ -398,8 +429,10 @@ func (c *conn) cmdStartTLS(arg string) {
 	c.br = bufio.NewReaderSize(c.tc, 4096)
 	c.bw = bufio.NewWriterSize(tlsConn, 4096)
 	c.tls = true
-	// RFC 3207 section 4.2: forget everything learnt before TLS.
+	// RFC 3207 section 4.2: forget everything learnt before TLS, a login
+	// included (AUTH before STARTTLS is possible from loopback).
 	c.helo, c.esmtp = "", false
+	c.account, c.client.Authenticated = "", false
 }
 
 // parsePath takes the argument after "FROM:" or "TO:" and returns the text inside
@@ -470,6 +503,11 @@ func (c *conn) cmdMail(arg string) {
 	}
 	if c.tx != nil {
 		c.send(replyBadSequence("Nested MAIL command"))
+		return
+	}
+	if c.srv.Submission && c.account == "" {
+		// RFC 6409 section 4.3 and RFC 4954 section 6.
+		c.send(replyAuthRequired)
 		return
 	}
 	rest, ok := cutPrefixFold(arg, "FROM:")
@@ -550,6 +588,12 @@ func (c *conn) cmdMail(arg string) {
 		tx.from = a
 	} else {
 		tx.null = true
+	}
+	if c.account != "" {
+		if r, ok := c.checkEnvelopeSender(tx); !ok {
+			c.send(r)
+			return
+		}
 	}
 	d := policy.CheckMail(c.srv.Tables(), c.client, tx.from, tx.null)
 	switch d.Verdict {
@@ -740,7 +784,14 @@ func (c *conn) beginMessage() *msgWriter {
 	tx := c.tx
 	tx.sp = spool.Spool{Dir: c.srv.SpoolDir}
 	c.writeTrace(&tx.sp)
-	return newMsgWriter(&tx.sp, c.srv.MaxMessageBytes)
+	w := newMsgWriter(&tx.sp, c.srv.MaxMessageBytes)
+	if c.account != "" {
+		w.identity = &identityFields{}
+	}
+	if c.srv.Submission {
+		w.fix = c.headerFix(tx)
+	}
+	return w
 }
 
 // finishMessage delivers a completely received message and replies.
@@ -760,6 +811,12 @@ func (c *conn) finishMessage(tx *transaction, w *msgWriter) {
 		c.srv.Log.Info("smtp message discarded", "queue_id", tx.id, "client_ip", c.ip.String())
 		r = Reply{250, "2.0.0", "OK: queued as " + tx.id}
 	default:
+		// An authenticated user's From: and Sender: must be theirs
+		// (ARCHITECTURE.md: checked after DATA).
+		if refused, ok := c.checkHeaderSenders(tx, w.identity); !ok {
+			r = refused
+			break
+		}
 		r = c.deliver(tx)
 	}
 	c.endTransaction(r.String())
@@ -839,6 +896,11 @@ func (c *conn) protocolName(tx *transaction) string {
 	}
 	if c.tls {
 		p += "S"
+	}
+	if c.account != "" {
+		// RFC 3848: "A" for an authenticated session. Who logged in is not
+		// written: the header travels with the message.
+		p += "A"
 	}
 	return p
 }
@@ -938,6 +1000,7 @@ func (c *conn) endTransaction(result string) {
 		slog.String("client_name", c.client.Hostname),
 		slog.String("helo", c.helo),
 		slog.Bool("tls", c.tls),
+		slog.String("user", c.account),
 		slog.String("queue_id", tx.id),
 		slog.String("from", tx.from.String()),
 		slog.String("rcpts", rcpts.String()),

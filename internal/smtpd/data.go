@@ -19,7 +19,11 @@ const maxHeaderLine = 4096
 //   - enforcing the size limit (RFC 1870): past it nothing more is written;
 //   - removing Return-Path header fields the client sent: the final delivery adds
 //     its own (RFC 5321 section 4.4);
-//   - counting Received header fields, to stop mail loops.
+//   - counting Received header fields, to stop mail loops;
+//   - for an authenticated client, keeping the From: and Sender: fields to
+//     check whose addresses they are (identity);
+//   - on a submission port, adding Date:, Message-ID: and From: when the
+//     header lacks them (fix; RFC 6409 section 8).
 type msgWriter struct {
 	sp  *spool.Spool
 	max int64
@@ -30,15 +34,40 @@ type msgWriter struct {
 	hops   int
 
 	prevCR     bool // the last byte was '\r'
-	lineStart  bool // the next byte starts a line
 	inHeader   bool
 	dropping   bool   // inside a Return-Path field being removed
 	hdr        []byte // the header line being gathered
 	hdrPassing bool   // the current header line was too long to gather: pass it on
+
+	identity *identityFields // nil: From: and Sender: are not kept
+	fix      *headerFix      // nil: nothing is added to the header
+	seen     seenFields
 }
 
+// identityFields are the From: and Sender: fields of a message, kept whole
+// (unfolded later) to check that their addresses belong to the logged-in user.
+type identityFields struct {
+	from, sender []string  // one value per field, as received (CRLFs of folding included)
+	cur          *[]string // the list whose last value is being gathered; nil for other fields
+	size         int
+	overflow     bool // a field was longer than maxIdentityBytes: refuse rather than guess
+}
+
+// maxIdentityBytes bounds the From: and Sender: text kept for one message.
+const maxIdentityBytes = 16 << 10
+
+// headerFix holds the fields a submission server adds when missing, each a
+// whole "Name: value\r\n" line (RFC 6409 sections 8.2 and 8.3; From: from the
+// authenticated envelope sender, as Sendmail and Postfix do).
+type headerFix struct {
+	date, messageID, from string
+}
+
+// seenFields records which of the fields headerFix adds the message has.
+type seenFields struct{ date, messageID, from bool }
+
 func newMsgWriter(sp *spool.Spool, max int64) *msgWriter {
-	return &msgWriter{sp: sp, max: max, lineStart: true, inHeader: true}
+	return &msgWriter{sp: sp, max: max, inHeader: true}
 }
 
 // ok reports whether the message so far can be accepted.
@@ -77,6 +106,9 @@ func (w *msgWriter) Write(p []byte) (int, error) {
 // headerPiece handles a piece of a header line; complete says it ends the line.
 func (w *msgWriter) headerPiece(piece []byte, complete bool) {
 	if w.hdrPassing {
+		if w.identity != nil && w.identity.cur != nil {
+			w.identity.overflow = true
+		}
 		w.emitHeader(piece)
 		if complete {
 			w.hdrPassing = false
@@ -95,13 +127,33 @@ func (w *msgWriter) headerPiece(piece []byte, complete bool) {
 		return
 	}
 	line := w.hdr
+	if len(line) == 2 && line[0] == '\r' || len(line) == 1 {
+		// The empty line ends the header (RFC 5322 section 2.1).
+		w.addMissing()
+		w.sp.Write(line)
+		w.hdr = w.hdr[:0]
+		w.inHeader = false
+		w.dropping = false
+		return
+	}
 	w.decideHeaderLine(line)
 	w.emitHeader(line)
 	w.hdr = w.hdr[:0]
-	if len(line) == 2 && line[0] == '\r' || len(line) == 1 {
-		// The empty line ends the header (RFC 5322 section 2.1).
-		w.inHeader = false
-		w.dropping = false
+}
+
+// addMissing writes the fields of fix that the header lacks, at its end.
+func (w *msgWriter) addMissing() {
+	if w.fix == nil {
+		return
+	}
+	if !w.seen.date {
+		w.sp.WriteString(w.fix.date)
+	}
+	if !w.seen.messageID {
+		w.sp.WriteString(w.fix.messageID)
+	}
+	if !w.seen.from {
+		w.sp.WriteString(w.fix.from)
 	}
 }
 
@@ -109,12 +161,49 @@ func (w *msgWriter) headerPiece(piece []byte, complete bool) {
 // continuation (RFC 5322 section 2.2.3: folded lines start with WSP).
 func (w *msgWriter) decideHeaderLine(line []byte) {
 	if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-		return // continuation: keeps the decision of its field
+		// A continuation keeps the decision of its field.
+		if id := w.identity; id != nil && id.cur != nil {
+			id.keep(line, line)
+		}
+		return
 	}
 	w.dropping = hasFieldName(line, "return-path")
 	if hasFieldName(line, "received") {
 		w.hops++
 	}
+	from := hasFieldName(line, "from")
+	w.seen.from = w.seen.from || from
+	w.seen.date = w.seen.date || hasFieldName(line, "date")
+	w.seen.messageID = w.seen.messageID || hasFieldName(line, "message-id")
+	if id := w.identity; id != nil {
+		id.cur = nil
+		var list *[]string
+		switch {
+		case from:
+			list = &id.from
+		case hasFieldName(line, "sender"):
+			list = &id.sender
+		default:
+			return
+		}
+		*list = append(*list, "")
+		id.cur = list
+		_, value, _ := bytes.Cut(line, []byte(":"))
+		id.keep(value, line)
+	}
+}
+
+// keep appends text, from line, to the field being gathered. A line longer
+// than maxHeaderLine is an overflow whether it came whole or in pieces (see
+// headerPiece), so that how BDAT cuts a message changes nothing; so is more
+// than maxIdentityBytes in all.
+func (id *identityFields) keep(text, line []byte) {
+	id.size += len(text)
+	if id.size > maxIdentityBytes || len(line) > maxHeaderLine {
+		id.overflow = true
+		return
+	}
+	(*id.cur)[len(*id.cur)-1] += string(text)
 }
 
 func (w *msgWriter) emitHeader(b []byte) {
@@ -176,11 +265,19 @@ func (w *msgWriter) finish() {
 	if w.prevCR {
 		w.bare = true // the content ended on a lone CR (BDAT)
 	}
-	if len(w.hdr) > 0 && w.ok() {
+	if !w.ok() || !w.inHeader {
+		return
+	}
+	// The content ended inside the header: a message without a body.
+	if len(w.hdr) > 0 {
 		w.decideHeaderLine(w.hdr)
 		w.emitHeader(w.hdr)
+		if w.fix != nil && w.hdr[len(w.hdr)-1] != '\n' {
+			w.sp.WriteString("\r\n") // end the last line before adding fields
+		}
 		w.hdr = w.hdr[:0]
 	}
+	w.addMissing()
 }
 
 // errAmbiguousEnd says that the client ended DATA with a "." line after a bare

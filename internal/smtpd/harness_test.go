@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/dnsutil/dnstest"
@@ -82,6 +83,12 @@ type harnessOpts struct {
 	config   func(*smtpd.Config)
 	// allowPrograms and allowFiles permit "|command" and "/file" aliases.
 	allowPrograms, allowFiles bool
+	// auth, when set, gives the server an Authenticator with these options
+	// and every account the password "secret-<name>".
+	auth *auth.Options
+	// submission makes it a submission server; implicitTLS serves it with
+	// ServeTLS (port 465). Both need tls.
+	submission, implicitTLS bool
 }
 
 var defaultTables = map[string]string{
@@ -137,6 +144,15 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		if _, err := st.CreateAccount(context.Background(), a, "x"); err != nil {
 			t.Fatal(err)
 		}
+		if o.auth != nil {
+			hash, scram, err := auth.NewCredentials("secret-" + a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.SetPassword(context.Background(), a, hash, scram); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := maps.NewWatcher(h.mapsDir, 50*time.Millisecond, log)
@@ -183,6 +199,12 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		h.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 		h.tlsConf = &tls.Config{InsecureSkipVerify: true}
 	}
+	if o.auth != nil {
+		opts := *o.auth
+		opts.Logger = log
+		h.srv.Auth = auth.New(st, opts)
+	}
+	h.srv.Submission = o.submission
 	if o.config != nil {
 		o.config(&h.srv.Config)
 	}
@@ -191,7 +213,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
-	go h.srv.Serve(ln)
+	if o.implicitTLS {
+		go h.srv.ServeTLS(ln)
+	} else {
+		go h.srv.Serve(ln)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -1,9 +1,25 @@
 // Package smtpd is posthorn's SMTP server (RFC 5321) for mail coming in from the
-// Internet (port 25) and, later, from users submitting mail (587/465). It speaks
-// the protocol — PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
-// CHUNKING, DSN, STARTTLS — applies the access and relay policy, resolves recipients
+// Internet (port 25) and from users submitting mail (RFC 6409: 587 with
+// STARTTLS, 465 with implicit TLS, RFC 8314). It speaks the protocol —
+// PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING, DSN,
+// STARTTLS, AUTH — applies the access and relay policy, resolves recipients
 // through the tables, and hands accepted messages to internal/deliver, replying
 // 250 only once they are durably stored or queued.
+//
+// # Logins and submission
+//
+// With Server.Auth set, AUTH (RFC 4954) is offered with internal/auth's
+// mechanisms (SCRAM-SHA-256, PLAIN, LOGIN) where a password may pass: over TLS,
+// or from 127.0.0.1/::1, or anywhere with [auth] allow_plaintext; elsewhere
+// AUTH is neither advertised nor taken before STARTTLS (538 5.7.11). A
+// logged-in session may relay, and may send only as the account
+// (route.Resolver.Owns): MAIL FROM is checked at once (553 5.7.1, and the
+// null sender is refused), the From: and Sender: fields after the data (553
+// 5.7.1). Received: says "with ESMTPSA" (RFC 3848) and does not name the user.
+//
+// With Config.Submission set (the submission ports), MAIL needs a login first
+// (530 5.7.0), and a message without Date:, Message-ID: or From: gets them
+// (RFC 6409 section 8).
 //
 // The protocol engine is our own rather than github.com/emersion/go-smtp's
 // server: that one answers out-of-order commands with 502 instead of RFC 5321's
@@ -24,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/maps"
@@ -45,6 +62,9 @@ type Config struct {
 	MaxErrors       int           // protocol errors before the connection is closed
 	TLSConfig       *tls.Config   // nil: no STARTTLS
 	SpoolDir        string        // where big messages are spooled while received
+	// Submission makes this a message submission server (RFC 6409): MAIL
+	// only after AUTH, missing Date:/Message-ID:/From: added. Needs Auth.
+	Submission bool
 }
 
 func (c *Config) setDefaults() {
@@ -82,6 +102,8 @@ type Server struct {
 	Deliverer Deliverer        // usually a *deliver.Deliverer
 	DNS       dnsutil.Resolver // for the client's reverse name; nil: none looked up
 	Log       *slog.Logger
+	// Auth checks logins (AUTH); nil: AUTH is not offered.
+	Auth *auth.Authenticator
 
 	initOnce  sync.Once
 	mu        sync.Mutex
@@ -154,6 +176,15 @@ func (s *Server) Serve(l net.Listener) error {
 			c.serve()
 		}()
 	}
+}
+
+// ServeTLS accepts connections on l that start with a TLS handshake
+// (implicit TLS, RFC 8314 section 3: port 465) with TLSConfig, until Shutdown.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.TLSConfig == nil {
+		return errors.New("smtpd: ServeTLS needs a TLSConfig")
+	}
+	return s.Serve(tls.NewListener(l, s.TLSConfig))
 }
 
 // ServeConn runs one session on nc and returns when it ends: SMTP on a
