@@ -31,6 +31,9 @@ const (
 	devDomain   = "posthorn.test"
 	devUser     = "demo"
 	devSMTP     = "127.0.0.1:2525"
+	// devSubmission is added to the demo's config when it names no
+	// submission port (so also for a directory made before there was one).
+	devSubmission = "127.0.0.1:2587"
 )
 
 func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -61,6 +64,9 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
+	}
+	if *dev && len(cfg.SMTP.SubmissionListen) == 0 {
+		cfg.SMTP.SubmissionListen = config.Listeners{devSubmission}
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	// $POSTHORN_CPUPROFILE: a CPU profile of the whole run, for `go tool
@@ -198,6 +204,10 @@ func printDev(w io.Writer, cfg *config.Config, srv *server.Server, password stri
 		case "smtp":
 			fmt.Fprintf(w, "  SMTP:     %s (STARTTLS, self-signed certificate)\n", l.Addr)
 			fmt.Fprintf(w, "            try: swaks --server %s --to %s@%s\n", l.Addr, devUser, devDomain)
+		case "submission":
+			fmt.Fprintf(w, "  Submit:   %s (submission: STARTTLS, then log in as %s)\n", l.Addr, devUser)
+			fmt.Fprintf(w, "            try: swaks --server %s --tls --auth PLAIN --auth-user %s --auth-password %s --from %s@%s --to %s@%s\n",
+				l.Addr, devUser, password, devUser, devDomain, devUser, devDomain)
 		}
 	}
 	fmt.Fprintf(w, "  tables:   edit %s/{access,aliases,local-host-names,virtusertable}: they reload by themselves\n", dir)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/posthorn/posthorn/internal/addr"
+	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
@@ -51,16 +52,20 @@ type Server struct {
 
 	// Queue delivers the outbound queue.
 	Queue *queue.Runner
+	// Auth checks every protocol's logins: one, so that throttling counts
+	// failures across SMTP, POP3 and the rest.
+	Auth *auth.Authenticator
 
-	smtp      *smtpd.Server
-	pickup    *maildrop.Pickup
-	router    *route.Resolver
-	deliverer *deliver.Deliverer
-	listeners []listener
+	smtp       *smtpd.Server
+	submission *smtpd.Server // ports 587 and 465 (RFC 6409, RFC 8314)
+	pickup     *maildrop.Pickup
+	router     *route.Resolver
+	deliverer  *deliver.Deliverer
+	listeners  []listener
 }
 
 type listener struct {
-	kind string // "smtp"
+	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS)
 	ln   net.Listener
 }
 
@@ -87,6 +92,21 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 		s.listeners = append(s.listeners, listener{"smtp", ln})
 	}
+	for _, sub := range []struct {
+		kind, key string
+		addrs     []string
+	}{
+		{"submission", "[smtp] submission_listen", cfg.SMTP.SubmissionListen},
+		{"submissions", "[smtp] submissions_listen", cfg.SMTP.SubmissionsListen},
+	} {
+		for _, a := range sub.addrs {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", sub.key, a, err)
+			}
+			s.listeners = append(s.listeners, listener{sub.kind, ln})
+		}
+	}
 	// The key is read before run_as, which need not be able to read it (a
 	// renewed certificate is then picked up only if it can).
 	var tlsConfig *tls.Config
@@ -96,6 +116,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		tlsConfig = cert.ServerConfig()
+	}
+	if len(cfg.SMTP.SubmissionsListen) > 0 && tlsConfig == nil {
+		return nil, errors.New("[smtp] submissions_listen is implicit TLS and needs a certificate ([tls])")
 	}
 	// Secrets, like the key, are read while still root: the SRS secret, the
 	// smart host's password, its CA.
@@ -123,6 +146,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}
 	s.Store = st
+	s.Auth = auth.New(st, auth.Options{AllowPlaintext: cfg.Auth.AllowPlaintext, Logger: log})
 	dropDir, err := prepareMaildrop(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -187,7 +211,22 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Deliverer: reportingDeliverer{s},
 		DNS:       resolver,
 		Log:       log,
+		// Port 25 offers AUTH too (over TLS), as Postfix can: a logged-in
+		// user may relay through it.
+		Auth: s.Auth,
 	}
+	// Submission: the same server, but MAIL only after AUTH, and missing
+	// header fields added (RFC 6409).
+	s.submission = &smtpd.Server{
+		Config:    s.smtp.Config,
+		Tables:    s.smtp.Tables,
+		Router:    s.smtp.Router,
+		Deliverer: s.smtp.Deliverer,
+		DNS:       s.smtp.DNS,
+		Log:       log,
+		Auth:      s.Auth,
+	}
+	s.submission.Submission = true
 	ok = true
 	return s, nil
 }
@@ -250,10 +289,17 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 		close(pickupDone)
 	}()
 	for _, l := range s.listeners {
+		serve := s.smtp.Serve
+		switch l.kind {
+		case "submission":
+			serve = s.submission.Serve
+		case "submissions":
+			serve = s.submission.ServeTLS
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.smtp.Serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
+			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
 				errc <- fmt.Errorf("%s on %s: %w", l.kind, l.ln.Addr(), err)
 			}
 		}()
@@ -265,7 +311,11 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	s.smtp.Shutdown(sctx)
+	var sw sync.WaitGroup
+	for _, srv := range []*smtpd.Server{s.smtp, s.submission} {
+		sw.Go(func() { srv.Shutdown(sctx) })
+	}
+	sw.Wait()
 	wg.Wait()
 	// Connections in the middle of a message are cut; the queue records
 	// them as deferred before the store closes.
