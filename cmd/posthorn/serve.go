@@ -34,6 +34,9 @@ const (
 	// devSubmission is added to the demo's config when it names no
 	// submission port (so also for a directory made before there was one).
 	devSubmission = "127.0.0.1:2587"
+	// The POP3 ports, added likewise when the config names none.
+	devPOP3  = "127.0.0.1:2110"
+	devPOP3S = "127.0.0.1:2995"
 )
 
 func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -67,6 +70,9 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	if *dev && len(cfg.SMTP.SubmissionListen) == 0 {
 		cfg.SMTP.SubmissionListen = config.Listeners{devSubmission}
+	}
+	if *dev && len(cfg.POP3.Listen) == 0 && len(cfg.POP3.TLSListen) == 0 {
+		cfg.POP3.Listen, cfg.POP3.TLSListen = config.Listeners{devPOP3}, config.Listeners{devPOP3S}
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	// $POSTHORN_CPUPROFILE: a CPU profile of the whole run, for `go tool
@@ -208,6 +214,12 @@ func printDev(w io.Writer, cfg *config.Config, srv *server.Server, password stri
 			fmt.Fprintf(w, "  Submit:   %s (submission: STARTTLS, then log in as %s)\n", l.Addr, devUser)
 			fmt.Fprintf(w, "            try: swaks --server %s --tls --auth PLAIN --auth-user %s --auth-password %s --from %s@%s --to %s@%s\n",
 				l.Addr, devUser, password, devUser, devDomain, devUser, devDomain)
+		case "pop3":
+			fmt.Fprintf(w, "  POP3:     %s (STLS, then log in as %s)\n", l.Addr, devUser)
+			fmt.Fprintf(w, "            try: curl -k --ssl-reqd pop3://%s/1 -u %s:%s\n", l.Addr, devUser, password)
+		case "pop3s":
+			fmt.Fprintf(w, "  POP3S:    %s (implicit TLS)\n", l.Addr)
+			fmt.Fprintf(w, "            try: curl -k pop3s://%s/ -u %s:%s\n", l.Addr, devUser, password)
 		}
 	}
 	fmt.Fprintf(w, "  tables:   edit %s/{access,aliases,local-host-names,virtusertable}: they reload by themselves\n", dir)

@@ -29,6 +29,7 @@ import (
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/maildrop"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/pop3d"
 	"github.com/posthorn/posthorn/internal/queue"
 	"github.com/posthorn/posthorn/internal/route"
 	"github.com/posthorn/posthorn/internal/smtpc"
@@ -58,6 +59,7 @@ type Server struct {
 
 	smtp       *smtpd.Server
 	submission *smtpd.Server // ports 587 and 465 (RFC 6409, RFC 8314)
+	pop3       *pop3d.Server // ports 110 (STLS) and 995 (implicit TLS)
 	pickup     *maildrop.Pickup
 	router     *route.Resolver
 	deliverer  *deliver.Deliverer
@@ -65,7 +67,7 @@ type Server struct {
 }
 
 type listener struct {
-	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS)
+	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS), "pop3" (110, STLS), "pop3s" (995)
 	ln   net.Listener
 }
 
@@ -107,6 +109,21 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.listeners = append(s.listeners, listener{sub.kind, ln})
 		}
 	}
+	for _, p := range []struct {
+		kind, key string
+		addrs     []string
+	}{
+		{"pop3", "[pop3] listen", cfg.POP3.Listen},
+		{"pop3s", "[pop3] tls_listen", cfg.POP3.TLSListen},
+	} {
+		for _, a := range p.addrs {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", p.key, a, err)
+			}
+			s.listeners = append(s.listeners, listener{p.kind, ln})
+		}
+	}
 	// The key is read before run_as, which need not be able to read it (a
 	// renewed certificate is then picked up only if it can).
 	var tlsConfig *tls.Config
@@ -119,6 +136,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	if len(cfg.SMTP.SubmissionsListen) > 0 && tlsConfig == nil {
 		return nil, errors.New("[smtp] submissions_listen is implicit TLS and needs a certificate ([tls])")
+	}
+	if len(cfg.POP3.TLSListen) > 0 && tlsConfig == nil {
+		return nil, errors.New("[pop3] tls_listen is implicit TLS and needs a certificate ([tls])")
 	}
 	// Secrets, like the key, are read while still root: the SRS secret, the
 	// smart host's password, its CA.
@@ -227,6 +247,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Auth:      s.Auth,
 	}
 	s.submission.Submission = true
+	s.pop3 = &pop3d.Server{
+		Config: pop3d.Config{Hostname: cfg.Hostname, TLSConfig: tlsConfig},
+		Store:  st,
+		Auth:   s.Auth,
+		Log:    log,
+	}
 	ok = true
 	return s, nil
 }
@@ -295,11 +321,15 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 			serve = s.submission.Serve
 		case "submissions":
 			serve = s.submission.ServeTLS
+		case "pop3":
+			serve = s.pop3.Serve
+		case "pop3s":
+			serve = s.pop3.ServeTLS
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
+			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, pop3d.ErrServerClosed) {
 				errc <- fmt.Errorf("%s on %s: %w", l.kind, l.ln.Addr(), err)
 			}
 		}()
@@ -315,6 +345,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	for _, srv := range []*smtpd.Server{s.smtp, s.submission} {
 		sw.Go(func() { srv.Shutdown(sctx) })
 	}
+	sw.Go(func() { s.pop3.Shutdown(sctx) })
 	sw.Wait()
 	wg.Wait()
 	// Connections in the middle of a message are cut; the queue records
