@@ -193,8 +193,11 @@ func (c *conn) checkHeaderSenders(tx *transaction, id *identityFields) (Reply, b
 		values []string
 	}{{"From:", id.from}, {"Sender:", id.sender}} {
 		for _, v := range f.values {
-			// Unfold (RFC 5322 section 2.2.3): the CRLFs before WSP go.
+			// Unfold (RFC 5322 section 2.2.3): the CRLFs before WSP go. Bytes
+			// that are not UTF-8 (a Latin-1 display name from an old
+			// program) become '?': an address with them is nobody's anyway.
 			v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+			v = strings.ToValidUTF8(v, "?")
 			list, err := headerParser.ParseList(v)
 			if err != nil || len(list) == 0 {
 				return refuse(f.name + " header is not a readable address list")
