@@ -97,12 +97,6 @@ type Web struct {
 	Listen Listeners `toml:"listen"`
 }
 
-// TLS names the certificate the servers present.
-type TLS struct {
-	CertFile string `toml:"cert_file"`
-	KeyFile  string `toml:"key_file"`
-}
-
 // DNS configures name resolution.
 type DNS struct {
 	// Resolver, "host:port", sends every DNS query to that server (UDP, TCP on
@@ -279,6 +273,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	c.applyDefaults()
 	c.resolvePaths(filepath.Dir(path))
+	c.tlsDefaults()
 	errs = append(errs, c.validate(data)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -354,6 +349,8 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.MapsDir)
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
+	abs(&c.TLS.ACMECAFile)
+	abs(&c.TLS.ACMECacheDir)
 	abs(&c.SMTP.SmartHostPasswordFile)
 	abs(&c.SMTPC.CAFile)
 	abs(&c.SRS.SecretFile)
@@ -425,9 +422,7 @@ func (c *Config) validate(data []byte) []error {
 	if c.Queue.MinBackoff > c.Queue.MaxBackoff {
 		bad("queue.min_backoff", "%v is more than max_backoff (%v)", c.Queue.MinBackoff.D(), c.Queue.MaxBackoff.D())
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		bad("tls.cert_file", "cert_file and key_file go together")
-	}
+	c.validateTLS(bad)
 	if c.SMTP.SmartHost != "" {
 		if _, _, err := ParseSmartHost(c.SMTP.SmartHost); err != nil {
 			bad("smtp.smart_host", "%v", err)

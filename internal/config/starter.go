@@ -107,6 +107,13 @@ maps_dir = %q
 		fmt.Fprintf(&b, "cert_file = %q\nkey_file = %q\n", s.CertFile, s.KeyFile)
 	} else {
 		b.WriteString("# cert_file = \"/etc/posthorn/tls/fullchain.pem\"\n# key_file = \"/etc/posthorn/tls/privkey.pem\"\n")
+		b.WriteString(`# Or, instead of the files, a certificate from Let's Encrypt, renewed by itself.
+# Port 80 of each name must reach posthorn (http-01), and cert_file stays unset.
+# acme = true
+# acme_email = "postmaster@` + s.Domain + `"
+# acme_domains = ["` + s.Hostname + `"]
+# acme_http_listen = ":80"
+`)
 	}
 	b.WriteString(`
 [queue]
