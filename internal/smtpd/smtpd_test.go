@@ -3,10 +3,12 @@ package smtpd_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,7 +259,9 @@ func TestLongLineAndTooManyErrors(t *testing.T) {
 	if last.code != 421 {
 		t.Fatalf("after 30 bad commands: %v, want 421", last)
 	}
-	if _, err := c.br.ReadByte(); err != io.EOF {
+	// Closed: EOF, or a reset when the 421 came right behind the previous
+	// reply and the GARBAGE sent after that one reached a closed socket.
+	if _, err := c.br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("connection not closed after 421: %v", err)
 	}
 }
