@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"github.com/posthorn/posthorn/internal/dnsutil/dnstest"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
 	"github.com/posthorn/posthorn/internal/tlsutil"
 )
 
@@ -173,12 +175,14 @@ func TestSubmissionRelays(t *testing.T) {
 		t.Fatalf("%d queued", n)
 	}
 	out, code = s.swaksSub("--auth", "PLAIN", "--auth-user", "pp", "--auth-password", "secret-pp",
-		"--from", "pp@example.org", "--to", "friend@remote.example")
+		"--from", "pp@example.org", "--to", "friend@remote.example", "--data", submittedData("pp@example.org", "out", "going out"))
 	if code != 0 {
 		t.Fatalf("relay after a login: exit %d\n%s", code, out)
 	}
-	if n := s.queueLen(); n != 1 {
-		t.Errorf("%d queued after relaying, want 1", n)
+	q := s.queued()
+	if len(q) != 1 || !strings.Contains(q[0], "\r\nFrom: pp@example.org\r\nTo: bob@example.org\r\nSubject: out\r\n") ||
+		!strings.HasSuffix(q[0], "\r\n\r\ngoing out\r\n") || !strings.Contains(q[0], "with ESMTPSA") {
+		t.Errorf("queued after relaying: %q", q)
 	}
 	// The From: header is checked too: the envelope is pp's, the header bob's.
 	out, code = s.swaksSub("--auth", "PLAIN", "--auth-user", "pp", "--auth-password", "secret-pp",
@@ -226,6 +230,35 @@ func TestSubmissionsWithCurl(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 67 { // CURLE_LOGIN_DENIED
 		t.Errorf("curl with bob's password for pp: %v\n%s", err, out)
 	}
+}
+
+// queued returns the bytes of the messages on the queue.
+func (s *subInstance) queued() []string {
+	s.t.Helper()
+	st, err := sqlite.Open(filepath.Join(s.dir, "data"), sqlite.Options{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	q, err := st.ListQueue(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range q {
+		r, err := st.OpenQueueMessage(ctx, e.ID)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
 }
 
 func portOf(hostport string) string {
