@@ -1,6 +1,8 @@
 // Package tlsutil provides the TLS configuration every posthorn listener uses:
-// certificates from files (reloaded when they change), and a self-signed one for
-// `serve --dev`. TLS 1.2 is the oldest version offered.
+// certificates from files (reloaded when they change), a self-signed one for
+// `serve --dev`, and certificates obtained and renewed from an ACME CA such as
+// Let's Encrypt (RFC 8555). FromConfig builds the one for [tls]. TLS 1.2 is the
+// oldest version offered.
 package tlsutil
 
 import (
@@ -13,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -25,44 +28,76 @@ import (
 const checkEvery = 5 * time.Second
 
 // Certificate serves a certificate and key read from files, re-reading them when
-// their modification time changes (a renewed certificate is used without a
-// restart). A failed re-read keeps the previous certificate.
+// they change (a renewed certificate is used without a restart). A failed
+// re-read keeps the previous certificate.
 type Certificate struct {
 	certFile, keyFile string
+	log               *slog.Logger
+	checkEvery        time.Duration
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
-	certMod   time.Time
-	keyMod    time.Time
+	loaded    fileState // what cert was read from
+	failed    fileState // the last state that did not load, reported once
 	lastCheck time.Time
+}
+
+// fileState tells whether the two files changed: a new modification time or
+// size, or another file in their place (a renamed or re-pointed symlink, as
+// certbot's live/ directory does, even when the times were preserved).
+type fileState struct {
+	cert, key os.FileInfo
+}
+
+func (a fileState) same(b fileState) bool {
+	eq := func(x, y os.FileInfo) bool {
+		return x != nil && y != nil && os.SameFile(x, y) && x.ModTime().Equal(y.ModTime()) && x.Size() == y.Size()
+	}
+	return eq(a.cert, b.cert) && eq(a.key, b.key)
 }
 
 // LoadCertificate reads a PEM certificate chain and key.
 func LoadCertificate(certFile, keyFile string) (*Certificate, error) {
-	c := &Certificate{certFile: certFile, keyFile: keyFile}
+	c := &Certificate{certFile: certFile, keyFile: keyFile, log: slog.New(slog.DiscardHandler), checkEvery: checkEvery}
 	if err := c.reload(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Certificate) reload() error {
+func (c *Certificate) stat() (fileState, error) {
 	cs, err := os.Stat(c.certFile)
 	if err != nil {
-		return fmt.Errorf("tls certificate: %w", err)
+		return fileState{}, fmt.Errorf("tls certificate: %w", err)
 	}
 	ks, err := os.Stat(c.keyFile)
 	if err != nil {
-		return fmt.Errorf("tls key: %w", err)
+		return fileState{}, fmt.Errorf("tls key: %w", err)
 	}
-	if c.cert != nil && cs.ModTime().Equal(c.certMod) && ks.ModTime().Equal(c.keyMod) {
+	return fileState{cs, ks}, nil
+}
+
+func (c *Certificate) reload() error {
+	st, err := c.stat()
+	if err != nil {
+		return err
+	}
+	if c.cert != nil && st.same(c.loaded) {
 		return nil
 	}
-	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	pair, err := loadPair(c.certFile, c.keyFile)
 	if err != nil {
-		return fmt.Errorf("tls: loading %s and %s: %w", c.certFile, c.keyFile, err)
+		err = fmt.Errorf("tls: loading %s and %s: %w", c.certFile, c.keyFile, err)
+		if c.cert != nil && !st.same(c.failed) {
+			c.failed = st
+			c.log.Warn("tls: the changed certificate files do not load; keeping the previous certificate", "err", err)
+		}
+		return err
 	}
-	c.cert, c.certMod, c.keyMod = &pair, cs.ModTime(), ks.ModTime()
+	if c.cert != nil {
+		c.log.Info("tls: certificate reloaded", "file", c.certFile, "not_after", pair.Leaf.NotAfter)
+	}
+	c.cert, c.loaded, c.failed = pair, st, fileState{}
 	return nil
 }
 
@@ -70,7 +105,7 @@ func (c *Certificate) reload() error {
 func (c *Certificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.lastCheck) > checkEvery {
+	if now := time.Now(); now.Sub(c.lastCheck) >= c.checkEvery {
 		c.lastCheck = now
 		_ = c.reload() // on error keep serving the certificate we have
 	}
