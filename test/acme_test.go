@@ -292,8 +292,7 @@ func TestServerACMEFromPebble(t *testing.T) {
 	in.start()
 	verify := &tls.Config{ServerName: "mx.example.org", RootCAs: ca.Roots()}
 	if _, err := startTLS(in.smtp, verify); errors.Is(err, errNoSTARTTLS) {
-		// TODO(lead): delete this skip once internal/server calls tlsutil.FromConfig.
-		t.Skip("the server does not use tlsutil.FromConfig yet: no STARTTLS with [tls] acme")
+		t.Fatal("no STARTTLS with [tls] acme: the server does not serve the ACME certificate")
 	}
 	var first *x509.Certificate
 	deadline := time.Now().Add(time.Minute)

@@ -7,7 +7,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -50,6 +49,8 @@ type Server struct {
 	Log    *slog.Logger
 	Store  store.Store
 	Tables *maps.Watcher
+
+	certs *tlsutil.Provider
 
 	// Queue delivers the outbound queue.
 	Queue *queue.Runner
@@ -125,15 +126,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	// The key is read before run_as, which need not be able to read it (a
-	// renewed certificate is then picked up only if it can).
-	var tlsConfig *tls.Config
-	if cfg.TLS.CertFile != "" {
-		cert, err := tlsutil.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		tlsConfig = cert.ServerConfig()
+	// renewed certificate is then picked up only if it can); with ACME, the
+	// HTTP-01 port is bound now too.
+	certs, err := tlsutil.FromConfig(cfg, log)
+	if err != nil {
+		return nil, err
 	}
+	s.certs = certs
+	tlsConfig := certs.TLSConfig()
 	if len(cfg.SMTP.SubmissionsListen) > 0 && tlsConfig == nil {
 		return nil, errors.New("[smtp] submissions_listen is implicit TLS and needs a certificate ([tls])")
 	}
@@ -299,6 +299,11 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go s.Tables.Run(watchCtx)
+	go func() {
+		if err := s.certs.Run(watchCtx); err != nil {
+			s.Log.Error("certificates", "err", err)
+		}
+	}()
 
 	errc := make(chan error, len(s.listeners))
 	var wg sync.WaitGroup
@@ -423,6 +428,9 @@ func (s *Server) ReloadTables() error { return s.Tables.Reload() }
 func (s *Server) Close() error {
 	for _, l := range s.listeners {
 		l.ln.Close()
+	}
+	if s.certs != nil {
+		s.certs.Close()
 	}
 	if s.Store != nil {
 		return s.Store.Close()
