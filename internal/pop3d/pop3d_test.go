@@ -808,3 +808,53 @@ func TestSessionLog(t *testing.T) {
 		t.Errorf("a password is in the log:\n%s", logs)
 	}
 }
+
+// RETR and TOP in and out of order, across a message too big to be read
+// ahead, always send the message asked for.
+func TestReadAhead(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	var msgs []string
+	for i := range 2*readAheadDepth + 5 {
+		body := strings.Repeat(fmt.Sprintf("line %d of message %d\r\n", i, i), 3)
+		if i == readAheadDepth/2 {
+			body = strings.Repeat("a big message line\r\n", readAheadMax/10) // past readAheadMax
+		}
+		msgs = append(msgs, msgText("msg "+strconv.Itoa(i+1), body))
+		ts.deliver("pp", msgs[i])
+	}
+	order := []int{}
+	for i := 1; i <= len(msgs); i++ {
+		order = append(order, i) // in order, as fetchmail does
+	}
+	order = append(order, 3, 1, 2, 2, 7, 6, len(msgs), 5, 6, 7) // and jumping about
+	c := ts.dial(nil)
+	c.login("pp", "pw-pp")
+	for _, n := range order {
+		if r := c.cmd("RETR " + strconv.Itoa(n)); r != fmt.Sprintf("+OK %d octets", len(msgs[n-1])) {
+			t.Fatalf("RETR %d: %q", n, r)
+		}
+		if got := c.multi(); got != msgs[n-1] {
+			t.Fatalf("RETR %d sent another message: %.60q", n, got)
+		}
+	}
+	// TOP takes from read-ahead as RETR does.
+	for _, n := range []int{1, 2, 3} {
+		c.cmd("TOP " + strconv.Itoa(n) + " 1")
+		want := strings.SplitAfterN(msgs[n-1], "\r\n\r\n", 2)
+		line, _, _ := strings.Cut(want[1], "\r\n")
+		if got := c.multi(); got != want[0]+line+"\r\n" {
+			t.Fatalf("TOP %d 1: %q", n, got)
+		}
+	}
+	// DELE between RETRs changes nothing.
+	c.cmd("RETR 1")
+	c.multi()
+	c.cmd("DELE 2")
+	if r := c.cmd("RETR 3"); !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("RETR 3 after DELE 2: %q", r)
+	}
+	if got := c.multi(); got != msgs[2] {
+		t.Fatalf("RETR 3 after DELE 2 sent %.60q", got)
+	}
+	c.cmd("QUIT")
+}

@@ -2,6 +2,7 @@ package pop3d
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -84,6 +85,7 @@ type session struct {
 	errors int
 	quit   bool
 	ended  string // how the session ended, for the log line
+	ra     *readAhead
 
 	retrieved, deleted int
 	retrievedBytes     int64
@@ -129,6 +131,7 @@ func (c *session) client() auth.Client {
 
 func (c *session) serve(implicitTLS bool) {
 	defer func() {
+		c.stopReadAhead()
 		// The maildrop is free before the client reads the answer to QUIT,
 		// so that it can log in again at once.
 		if c.acct != nil {
@@ -673,7 +676,13 @@ func (c *session) cmdTop(cmd command) {
 // send answers RETR (bodyLines < 0) and TOP.
 func (c *session) send(n, bodyLines int) {
 	m := c.msgs[n-1]
-	r, err := c.srv.Store.OpenMessage(context.Background(), c.mbox.ID, m.uid)
+	var r io.ReadCloser
+	var err error
+	if data := c.takeReadAhead(n); data != nil {
+		r = io.NopCloser(bytes.NewReader(data))
+	} else {
+		r, err = c.srv.Store.OpenMessage(context.Background(), c.mbox.ID, m.uid)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Expunged meanwhile through IMAP or the webmail. Not the client's
 		// fault: not counted.
@@ -709,6 +718,9 @@ func (c *session) send(n, bodyLines int) {
 	if bodyLines < 0 {
 		c.retrieved++
 		c.retrievedBytes += m.size
+	}
+	if c.ra == nil {
+		c.startReadAhead(n + 1)
 	}
 }
 
