@@ -3,9 +3,9 @@
 // against each, one after the other, repeated, printing the median, the spread
 // and the ratios in one table per workload.
 //
-//	go run ./bench [-workload all|accept|relay] [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
+//	go run ./bench [-workload all|accept|relay|pop3] [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
 //
-// Two workloads:
+// Three workloads:
 //
 //   - accept: SMTP accept-and-store. smtp-source into smtp-sink, into posthorn
 //     (a local mailbox), and into Postfix delivering to Dovecot over LMTP; timed
@@ -14,6 +14,9 @@
 //     through posthorn (smart_host) and through Postfix (relayhost) to a
 //     discarding smtp-sink, and straight into that sink (the ceiling); timed
 //     until the sink has counted every message.
+//   - pop3: a mailbox of -messages messages filled through posthorn's SMTP
+//     and through Dovecot's LMTP, then one POP3 session that RETRs them all,
+//     timed against posthorn and against Dovecot's POP3 (dovecot-pop3d).
 //
 // It needs Postfix's smtp-source and smtp-sink (Debian package postfix), and for
 // the Postfix columns Postfix and Dovecot themselves (postfix, dovecot-core,
@@ -49,7 +52,7 @@ var (
 	sessions = flag.Int("sessions", 20, "parallel SMTP sessions")
 	size     = flag.Int("size", 4096, "message size in bytes")
 	keep     = flag.Bool("keep", false, "keep the temporary directories")
-	workload = flag.String("workload", "all", "which workload: accept (SMTP accept-and-store), relay (through a smart host to a sink), or all")
+	workload = flag.String("workload", "all", "which workload: accept (SMTP accept-and-store), relay (through a smart host to a sink), pop3 (RETR of a whole mailbox), or all")
 )
 
 const (
@@ -79,9 +82,9 @@ type measurement struct {
 func main() {
 	flag.Parse()
 	switch *workload {
-	case "all", "accept", "relay":
+	case "all", "accept", "relay", "pop3":
 	default:
-		fmt.Fprintf(os.Stderr, "bench: -workload %q: want accept, relay or all\n", *workload)
+		fmt.Fprintf(os.Stderr, "bench: -workload %q: want accept, relay, pop3 or all\n", *workload)
 		os.Exit(2)
 	}
 	if _, err := exec.LookPath("smtp-source"); err != nil {
@@ -111,6 +114,9 @@ func main() {
 	}
 	if *workload == "all" || *workload == "relay" {
 		relayWorkload(root, bin)
+	}
+	if *workload == "all" || *workload == "pop3" {
+		pop3Workload(root, bin)
 	}
 }
 
