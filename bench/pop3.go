@@ -262,7 +262,12 @@ func (p *posthornPOP3) start(dir string, n int) (string, error) {
 	}
 	cfg = bytes.Replace(cfg, []byte(starterListen), []byte(fmt.Sprintf("listen = %q", smtpAddr)), 1)
 	// From 127.0.0.1 a password may be sent without TLS, as to Dovecot here.
-	cfg = append(cfg, fmt.Sprintf("\n[pop3]\nlisten = %q\n", popAddr)...)
+	pop3 := []byte(fmt.Sprintf("[pop3]\nlisten = %q\n", popAddr))
+	if bytes.Contains(cfg, []byte("\n[pop3]\n")) {
+		cfg = bytes.Replace(cfg, []byte("\n[pop3]\n"), append([]byte("\n"), pop3...), 1)
+	} else {
+		cfg = append(append(cfg, '\n'), pop3...)
+	}
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return "", err
 	}

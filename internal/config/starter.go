@@ -94,6 +94,12 @@ maps_dir = %q
 # smart_host_user = "you@your-isp.example"
 # smart_host_password_file = "/etc/posthorn/smarthost.password"
 
+[pop3]
+# Mail programs download the INBOX here (fetchmail, a phone's POP account).
+# Off until listed. Passwords are taken over TLS, or from 127.0.0.1 (see [auth]).
+# listen = ["0.0.0.0:110", "[::]:110"]       # STLS, then a login
+# tls_listen = ["0.0.0.0:995", "[::]:995"]   # TLS from the first byte; needs [tls]
+
 [aliases]
 # "|command" and "/path/to/file" targets in aliases are refused unless enabled.
 # allow_programs = false
