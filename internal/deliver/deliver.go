@@ -66,9 +66,11 @@ type Deliverer struct {
 	AllowFiles     bool
 	ProgramTimeout time.Duration
 	Log            *slog.Logger
-	// Queued, when set, is told the ID of each new queue entry once it is
-	// durable, so that the queue sends it at once.
-	Queued func(id string)
+	// Queued, when set, is given each new queue entry once it is durable,
+	// so that the queue sends it at once, with the message's bytes when it
+	// is small (nil otherwise): the queue then need not read back what it
+	// was just handed.
+	Queued func(e *store.QueueEntry, body []byte)
 	// SRS, when set, rewrites the envelope sender of forwarded mail from
 	// other domains (IsLocalDomain says which are ours), so that SPF passes
 	// where it goes. One queue entry has one sender: when a message is
@@ -196,7 +198,7 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 	}
 	res.Queued = len(remote)
 	if res.Queued > 0 && d.Queued != nil {
-		d.Queued(sr.QueueID)
+		d.Queued(queuedEntry(sr.QueueID, sd, remote, body))
 	}
 	if res.Delivered == 0 && res.Queued == 0 && len(failed) > 0 && len(sideJobs) == 0 {
 		// Nobody got it: refuse, with the reason of the first failure.
@@ -265,4 +267,25 @@ func parse(body store.Body) ([]byte, error) {
 		return nil, err
 	}
 	return m.Marshal(), nil
+}
+
+// maxHandOff is the largest message handed to the queue in memory.
+const maxHandOff = 256 << 10
+
+// queuedEntry is the queue entry a delivery made, as the store would read it
+// back, and the bytes of a small message.
+func queuedEntry(id string, sd *store.Delivery, remote []store.QueueRecipient, body store.Body) (*store.QueueEntry, []byte) {
+	e := &store.QueueEntry{ID: id, From: sd.From, EnvID: sd.EnvID, Ret: sd.Ret,
+		Created: sd.InternalDate, NextAttempt: sd.InternalDate, Size: body.Size()}
+	for _, r := range remote {
+		e.Recipients = append(e.Recipients, store.QueueRecipientState{QueueRecipient: r, Status: store.RcptPending})
+	}
+	if body.Size() > maxHandOff {
+		return e, nil
+	}
+	b := make([]byte, body.Size())
+	if n, err := body.ReadAt(b, 0); n != len(b) && err != nil {
+		return e, nil
+	}
+	return e, b
 }

@@ -14,7 +14,7 @@ import (
 // 3461 NOTIFY; by default failures and delays); and removes the entry when no
 // recipient is left waiting.
 func (r *Runner) finish(run *entryRun) {
-	defer r.done(run.e.ID)
+	defer r.done(run)
 	// Recording goes on during shutdown: the attempt happened.
 	ctx := context.WithoutCancel(r.runCtx())
 	e := &run.e
@@ -83,13 +83,13 @@ func (r *Runner) finish(run *entryRun) {
 
 	warned := e.Warned
 	if len(failed) > 0 {
-		r.notice(ctx, e, failed)
+		r.notice(ctx, run, failed)
 	}
 	if len(successful) > 0 {
-		r.notice(ctx, e, successful)
+		r.notice(ctx, run, successful)
 	}
 	if pending > 0 && len(delayed) > 0 && !e.Warned && r.Config.DelayWarning > 0 && now.Sub(e.Created) >= r.Config.DelayWarning {
-		r.notice(ctx, e, delayed)
+		r.notice(ctx, run, delayed)
 		warned = true
 	}
 
@@ -112,7 +112,8 @@ func (r *Runner) finish(run *entryRun) {
 // notice sends a delivery status notification about e to its sender. Never to
 // the null sender: a notice about a notice would start a loop (RFC 5321
 // section 4.5.5, RFC 3461 section 6.2).
-func (r *Runner) notice(ctx context.Context, e *store.QueueEntry, rcpts []dsn.Recipient) {
+func (r *Runner) notice(ctx context.Context, run *entryRun, rcpts []dsn.Recipient) {
+	e := &run.e
 	if e.From == "" {
 		r.Log.Info("queue: no notice for mail from the null sender", "queue_id", e.ID, "action", string(rcpts[0].Action))
 		return
@@ -138,7 +139,7 @@ func (r *Runner) notice(ctx context.Context, e *store.QueueEntry, rcpts []dsn.Re
 		// leaves it to us; the sender still has the message).
 		rep.ReturnFull = false
 	}
-	rep.Original = r.openOriginal(ctx, e.ID)
+	rep.Original = r.openOriginal(ctx, e.ID, run.body)
 	msg, err := dsn.Build(rep)
 	if err != nil {
 		r.Log.Error("queue: building a notice", "queue_id", e.ID, "err", err)

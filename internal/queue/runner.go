@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,12 +68,27 @@ type Runner struct {
 	dests  map[string]*dest
 	conns  int
 	newIDs []string // queued since the last look (Enqueued)
+	newEnt []handOff
+	// held is the size of the message bytes handed over in memory and not
+	// yet sent; over maxHeld, bodies are read from the store instead.
+	held int64
 }
+
+// handOff is an entry handed over by delivery, with its bytes when small.
+type handOff struct {
+	e    *store.QueueEntry
+	body []byte
+}
+
+// maxHeld bounds the message bytes the runner keeps in memory for entries
+// handed over: a slow destination must not make the queue grow in RAM.
+const maxHeld = 64 << 20
 
 // entryRun is one attempt at the pending recipients of one entry; it ends
 // when every job for it is done.
 type entryRun struct {
 	e       store.QueueEntry
+	body    []byte // the message, when handed over in memory
 	mu      sync.Mutex
 	jobs    int
 	results map[string]outcome // by recipient address
@@ -149,6 +165,22 @@ func (r *Runner) Enqueued(id string) {
 	r.Kick()
 }
 
+// EnqueuedEntry is Enqueued for a delivery that hands over the entry it
+// made, and the message's bytes when small (body may be nil): the runner
+// then reads neither back from the store.
+func (r *Runner) EnqueuedEntry(e *store.QueueEntry, body []byte) {
+	r.mu.Lock()
+	if r.kick != nil {
+		if body != nil && r.held+int64(len(body)) > maxHeld {
+			body = nil
+		}
+		r.held += int64(len(body))
+		r.newEnt = append(r.newEnt, handOff{e, body})
+	}
+	r.mu.Unlock()
+	r.Kick()
+}
+
 // Kick makes the runner look at the store now.
 func (r *Runner) Kick() {
 	if r.kick == nil {
@@ -198,9 +230,14 @@ func (r *Runner) Run(ctx context.Context) {
 // takeNew starts the entries Enqueued named.
 func (r *Runner) takeNew(ctx context.Context) {
 	r.mu.Lock()
-	ids := r.newIDs
-	r.newIDs = nil
+	ids, ents := r.newIDs, r.newEnt
+	r.newIDs, r.newEnt = nil, nil
 	r.mu.Unlock()
+	for _, h := range ents {
+		if !r.startRun(ctx, *h.e, h.body) {
+			r.release(h.body)
+		}
+	}
 	for _, id := range ids {
 		e, err := r.Store.GetQueueEntry(ctx, id)
 		if err != nil {
@@ -233,13 +270,26 @@ func (r *Runner) scan(ctx context.Context) {
 }
 
 // start begins an attempt at e's pending recipients unless one is running.
-func (r *Runner) start(ctx context.Context, e store.QueueEntry) {
+func (r *Runner) start(ctx context.Context, e store.QueueEntry) { r.startRun(ctx, e, nil) }
+
+// release gives back the memory budget of a body handed over.
+func (r *Runner) release(body []byte) {
+	if body != nil {
+		r.mu.Lock()
+		r.held -= int64(len(body))
+		r.mu.Unlock()
+	}
+}
+
+// startRun is start with the message's bytes when they were handed over; it
+// reports whether an attempt began.
+func (r *Runner) startRun(ctx context.Context, e store.QueueEntry, body []byte) bool {
 	r.mu.Lock()
 	if _, ok := r.active[e.ID]; ok {
 		r.mu.Unlock()
-		return
+		return false
 	}
-	run := &entryRun{e: e, results: map[string]outcome{}}
+	run := &entryRun{e: e, body: body, results: map[string]outcome{}}
 	r.active[e.ID] = run
 	r.mu.Unlock()
 
@@ -275,11 +325,12 @@ func (r *Runner) start(ctx context.Context, e store.QueueEntry) {
 			defer r.wg.Done()
 			r.finish(run)
 		}()
-		return
+		return true
 	}
 	for _, j := range order {
 		r.push(ctx, j)
 	}
+	return true
 }
 
 func domainOf(address string) string {
@@ -453,12 +504,18 @@ func (r *Runner) worker(ctx context.Context, d *dest) {
 // send runs one transaction for a job.
 func (r *Runner) send(ctx context.Context, cn *smtpc.Conn, j *job) error {
 	e := &j.run.e
-	body, err := r.Store.OpenQueueMessage(ctx, e.ID)
-	if err != nil {
-		r.jobFailed(j, &smtpc.Error{Temporary: true, Status: "4.3.0", Err: fmt.Errorf("reading the queued message: %w", err)})
-		return nil
+	var body io.Reader
+	if j.run.body != nil {
+		body = bytes.NewReader(j.run.body)
+	} else {
+		m, err := r.Store.OpenQueueMessage(ctx, e.ID)
+		if err != nil {
+			r.jobFailed(j, &smtpc.Error{Temporary: true, Status: "4.3.0", Err: fmt.Errorf("reading the queued message: %w", err)})
+			return nil
+		}
+		defer m.Close()
+		body = m
 	}
-	defer body.Close()
 	env := &smtpc.Envelope{From: e.From, EnvID: e.EnvID, Ret: e.Ret, Size: e.Size}
 	for _, rc := range j.rcpts {
 		env.Recipients = append(env.Recipients, smtpc.Recipient{Address: rc.Address, Notify: rc.Notify, ORCPT: rc.ORCPT})
@@ -534,14 +591,18 @@ func (r *Runner) backoff(n int) time.Duration {
 	return min(d, r.Config.MaxBackoff)
 }
 
-func (r *Runner) done(id string) {
+func (r *Runner) done(run *entryRun) {
 	r.mu.Lock()
-	delete(r.active, id)
+	delete(r.active, run.e.ID)
+	r.held -= int64(len(run.body))
 	r.mu.Unlock()
 }
 
 // openOriginal reads the queued message for a notice, up to max bytes plus one.
-func (r *Runner) openOriginal(ctx context.Context, id string) []byte {
+func (r *Runner) openOriginal(ctx context.Context, id string, inMemory []byte) []byte {
+	if inMemory != nil {
+		return inMemory[:min(len(inMemory), r.Config.MaxReturned+1)]
+	}
 	m, err := r.Store.OpenQueueMessage(ctx, id)
 	if err != nil {
 		return nil

@@ -420,3 +420,38 @@ func TestDeadDestinationComesBack(t *testing.T) {
 		t.Errorf("notices: %d", len(n))
 	}
 }
+
+// An entry handed over with its bytes is sent from memory, and the memory
+// budget is given back once it is done.
+func TestHandedOverEntry(t *testing.T) {
+	h := newHarness(t, smtptest.Options{}, Config{})
+	res, err := h.st.Deliver(context.Background(), &store.Delivery{Body: storetest.Msg("stored"), From: "pp@posthorn.test", Remote: rcpts("a@remote.test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := h.st.GetQueueEntry(context.Background(), res.QueueID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bytes that differ from the stored ones show which were sent.
+	h.r.EnqueuedEntry(e, []byte("Subject: from memory\r\n\r\nhi\r\n"))
+	h.start() // handed-over entries are taken before the store is scanned
+	h.waitEmpty()
+	m := h.next.Wait(1, 5*time.Second)
+	if len(m) != 1 || !strings.Contains(string(m[0].Data), "Subject: from memory") {
+		t.Fatalf("received %+v", m)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.r.mu.Lock()
+		held := h.r.held
+		h.r.mu.Unlock()
+		if held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still counted as held", held)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -192,7 +192,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		AllowFiles:     cfg.Aliases.AllowFiles,
 		ProgramTimeout: cfg.Aliases.ProgramTimeout.D(),
 		Log:            log,
-		Queued:         func(id string) { s.Queue.Enqueued(id) },
+		Queued:         func(e *store.QueueEntry, body []byte) { s.Queue.EnqueuedEntry(e, body) },
 		SRS:            rewriter,
 		IsLocalDomain:  router.IsLocalDomain,
 	}

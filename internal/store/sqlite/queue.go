@@ -126,7 +126,7 @@ func (s *Store) DueQueue(ctx context.Context, now time.Time, limit int) ([]store
 // UpdateQueueEntry records delivery attempts.
 func (s *Store) UpdateQueueEntry(ctx context.Context, id string, u store.QueueUpdate) error {
 	return s.write(ctx, &writeReq{fn: func(tx *wtx) error {
-		res, err := tx.Exec("UPDATE queue SET next_attempt = ?, warned = warned OR ? WHERE id = ?", u.NextAttempt.Unix(), u.Warned, id)
+		res, err := tx.Exec(qUpdateQueue, u.NextAttempt.Unix(), u.Warned, id)
 		if err != nil {
 			return err
 		}
@@ -138,8 +138,7 @@ func (s *Store) UpdateQueueEntry(ctx context.Context, id string, u store.QueueUp
 			if !r.LastTry.IsZero() {
 				last = r.LastTry.Unix()
 			}
-			if _, err := tx.Exec("UPDATE queue_rcpts SET status = ?, attempts = ?, last_error = ?, last_try = ? WHERE queue_id = ? AND address = ?",
-				r.Status, r.Attempts, r.LastError, last, id, r.Address); err != nil {
+			if _, err := tx.Exec(qUpdateQueueRcpt, r.Status, r.Attempts, r.LastError, last, id, r.Address); err != nil {
 				return err
 			}
 		}
@@ -182,7 +181,7 @@ func (s *Store) RescheduleQueue(ctx context.Context, id string, t time.Time) err
 // DeleteQueueEntry removes a queue entry.
 func (s *Store) DeleteQueueEntry(ctx context.Context, id string) error {
 	return s.write(ctx, &writeReq{trash: true, fn: func(tx *wtx) error {
-		res, err := tx.Exec("DELETE FROM queue WHERE id = ?", id)
+		res, err := tx.Exec(qDeleteQueue, id)
 		if err != nil {
 			return err
 		}
