@@ -4,72 +4,75 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"sync"
 )
 
-// writeData sends the message after a 354: lines end in CRLF (a bare LF or CR
-// becomes CRLF, so that nothing we send can be read as a different end of data
-// by the next server: the SMTP smuggling class), a line starting with "." gets
-// another (RFC 5321 section 4.5.2), and ".\r\n" ends it. A Return-Path: field
-// at the very start is left out (RFC 5321 section 4.4: it is added at final
-// delivery only).
+// writeData sends the message after a 354: every line ends in CRLF (a bare LF
+// or a bare CR becomes CRLF), a line starting with "." gets another (RFC 5321
+// section 4.5.2) — including a line that starts after a bare CR, or the next
+// server would read "\r.\r\n" as the end of the data and the rest as commands
+// (SMTP smuggling) — and ".\r\n" ends it. A Return-Path: field at the very
+// start is left out (RFC 5321 section 4.4: it is added at final delivery only).
 func writeData(s *session, msg io.Reader) error {
-	br := bufio.NewReaderSize(msg, 32*1024)
+	br := bufio.NewReaderSize(msg, 4096)
+	if err := skipReturnPath(br); err != nil {
+		return err
+	}
 	w := s.bw
-	first, inReturnPath := true, false
-	var pendingCR bool
-	atLineStart := true
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	atLineStart, prevCR := true, false
 	for {
-		line, err := br.ReadSlice('\n')
-		if pendingCR && len(line) > 0 && line[0] == '\n' {
-			// The CR that ended the previous piece and this LF are one CRLF.
-			w.WriteString("\r\n")
-			pendingCR, atLineStart = false, true
-			line = line[1:]
+		n, err := br.Read(buf)
+		p := buf[:n]
+		for len(p) > 0 {
+			if prevCR {
+				// The CR ended a line, with or without its LF.
+				prevCR = false
+				w.WriteString("\r\n")
+				atLineStart = true
+				if p[0] == '\n' {
+					p = p[1:]
+					continue
+				}
+			}
+			if atLineStart && p[0] == '.' {
+				w.WriteByte('.')
+			}
+			i := bytes.IndexAny(p, "\r\n")
+			if i < 0 {
+				w.Write(p)
+				atLineStart = false
+				break
+			}
+			w.Write(p[:i])
+			if i > 0 {
+				atLineStart = false
+			}
+			if p[i] == '\r' {
+				prevCR = true
+			} else {
+				w.WriteString("\r\n")
+				atLineStart = true
+			}
+			p = p[i+1:]
 		}
-		if len(line) > 0 {
-			// One logical piece: the bytes up to and including an LF, or a
-			// buffer-full without one.
-			complete := line[len(line)-1] == '\n'
-			body := line
-			if complete {
-				body = line[:len(line)-1]
-				if len(body) > 0 && body[len(body)-1] == '\r' {
-					body = body[:len(body)-1]
-				}
-			}
-			if atLineStart {
-				if first && hasPrefixFold(body, "Return-Path:") {
-					inReturnPath = true
-				} else if inReturnPath && (len(body) == 0 || (body[0] != ' ' && body[0] != '\t')) {
-					inReturnPath = false
-				}
-				first = false
-			}
-			if !inReturnPath {
-				if atLineStart && len(body) > 0 && body[0] == '.' {
-					w.WriteByte('.')
-				}
-				writeNoBareCR(w, body, &pendingCR)
-				if complete {
-					w.WriteString("\r\n")
-				}
-			}
-			atLineStart = complete
-			if w.Buffered() > 16*1024 {
-				if ferr := s.flush(); ferr != nil {
-					return ferr
-				}
+		if w.Buffered() > 16*1024 {
+			if ferr := s.flush(); ferr != nil {
+				return ferr
 			}
 		}
 		if err == io.EOF {
 			break
 		}
-		if err != nil && err != bufio.ErrBufferFull {
+		if err != nil {
 			return err
 		}
 	}
-	if pendingCR {
+	if prevCR {
 		w.WriteString("\r\n")
+		atLineStart = true
 	}
 	if !atLineStart {
 		w.WriteString("\r\n")
@@ -78,35 +81,38 @@ func writeData(s *session, msg io.Reader) error {
 	return s.flush()
 }
 
-// writeNoBareCR writes b with any CR not followed by LF turned into CRLF. A CR
-// at the end of b is held back in pendingCR until the next piece shows what
-// follows it.
-func writeNoBareCR(w *bufio.Writer, b []byte, pendingCR *bool) {
-	if *pendingCR {
-		w.WriteString("\r\n")
-		*pendingCR = false
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// skipReturnPath drops a Return-Path: field, with its continuation lines, at
+// the start of the message.
+func skipReturnPath(br *bufio.Reader) error {
+	const name = "Return-Path:"
+	head, _ := br.Peek(len(name))
+	if len(head) < len(name) || !bytes.EqualFold(head, []byte(name)) {
+		return nil
 	}
-	for {
-		i := bytes.IndexByte(b, '\r')
-		if i < 0 {
-			w.Write(b)
-			return
+	for first := true; ; first = false {
+		if !first {
+			c, err := br.Peek(1)
+			if err != nil || (c[0] != ' ' && c[0] != '\t') {
+				return nil
+			}
 		}
-		w.Write(b[:i])
-		if i == len(b)-1 {
-			*pendingCR = true
-			return
+		if err := discardLine(br); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
 		}
-		if b[i+1] == '\n' {
-			w.WriteString("\r\n")
-			b = b[i+2:]
-			continue
-		}
-		w.WriteString("\r\n")
-		b = b[i+1:]
 	}
 }
 
-func hasPrefixFold(b []byte, p string) bool {
-	return len(b) >= len(p) && bytes.EqualFold(b[:len(p)], []byte(p))
+// discardLine reads up to and including the next LF, however long the line.
+func discardLine(br *bufio.Reader) error {
+	for {
+		_, err := br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			return err
+		}
+	}
 }

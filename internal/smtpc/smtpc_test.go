@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -469,6 +470,54 @@ func TestDestinationKey(t *testing.T) {
 	} {
 		if got := tc.d.Key(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// A bare CR followed by "." must not end the data at the next server: the
+// dot of the line it starts is doubled (the smuggling that a local program
+// could try through sendmail, whose input is not SMTP-checked).
+func TestDataBareCRSmuggling(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	_, c := setup(t, srv.Port())
+	in := "Subject: t\r\n\r\nhello\r.\r\nMAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@elsewhere.example>\r\nDATA\r\nspam\r\n"
+	res, err := send(t, c, Destination{Host: "127.0.0.1", NoMX: true}, env("a@posthorn.test", "b@x.test"), in)
+	if err != nil || !res[0].Delivered {
+		t.Fatalf("send: %+v %v", res, err)
+	}
+	m := srv.Wait(2, 2*time.Second)
+	if len(m) != 1 {
+		t.Fatalf("%d transactions arrived, want 1 (the rest was smuggled as commands)", len(m))
+	}
+	want := "Subject: t\r\n\r\nhello\r\n.\r\nMAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@elsewhere.example>\r\nDATA\r\nspam\r\n"
+	if string(m[0].Data) != want {
+		t.Errorf("received %q\nwant     %q", m[0].Data, want)
+	}
+}
+
+func TestWriteDataEdges(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a\r\n.b\r\n", "a\r\n..b\r\n.\r\n"},
+		{"a\r.b", "a\r\n..b\r\n.\r\n"},
+		{"a\n.b\n", "a\r\n..b\r\n.\r\n"},
+		{".", "..\r\n.\r\n"},
+		{"x\r", "x\r\n.\r\n"},
+		{"", ".\r\n"},
+		{"Return-Path: <a@b>\r\n\tcont\r\nX: y\r\n", "X: y\r\n.\r\n"},
+		{"Return-Path: <a@b>", ".\r\n"},
+		{"return-path: <a@b>\n.x\n", "..x\r\n.\r\n"},
+		{"X: y\r\nReturn-Path: <a@b>\r\n", "X: y\r\nReturn-Path: <a@b>\r\n.\r\n"},
+	} {
+		c1, c2 := net.Pipe()
+		got := make(chan string, 1)
+		go func() { b, _ := io.ReadAll(c2); got <- string(b) }()
+		s := newSession(c1, "x", time.Second)
+		if err := writeData(s, strings.NewReader(tc.in)); err != nil {
+			t.Fatal(err)
+		}
+		c1.Close()
+		if g := <-got; g != tc.want {
+			t.Errorf("%q: sent %q, want %q", tc.in, g, tc.want)
 		}
 	}
 }
