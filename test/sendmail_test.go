@@ -381,3 +381,23 @@ func TestSendmailBS(t *testing.T) {
 		t.Errorf("the remote recipient is not queued:\n%s", q)
 	}
 }
+
+// A failure notice that cannot be delivered (the sender has no mailbox) does
+// not make the pickup take the file again: the recipient that took the
+// message gets it once.
+func TestSendmailNoticeFailsDeliversOnce(t *testing.T) {
+	in := newInstance(t, "pp")
+	in.start()
+	r := in.exec("Subject: once\n\nx\n", "sendmail", "-f", "noreply@mx.example.org", "--config", in.cfg, "pp@example.org", "nosuch@example.org")
+	if r.code != 0 {
+		t.Fatalf("sendmail: exit %d\n%s", r.code, r.stderr)
+	}
+	in.waitMessages("pp", 1)
+	time.Sleep(3 * time.Second) // several pickup scans
+	if m := in.messages("pp"); len(m) != 1 {
+		t.Fatalf("pp got the message %d times", len(m))
+	}
+	if ents, _ := os.ReadDir(maildrop.Dir(filepath.Join(in.dir, "data"))); len(ents) != 0 {
+		t.Errorf("the file is still in the drop directory: %v", ents)
+	}
+}

@@ -78,6 +78,7 @@ func (s *Server) pickupMessage(ctx context.Context, env *maildrop.Envelope, msg 
 		}
 		rcpts = append(rcpts, deliver.Recipient{Address: a, Targets: res.Targets})
 	}
+	delivered := false
 	if len(rcpts) > 0 {
 		_, err := s.deliverer.Deliver(ctx, &deliver.Envelope{ID: qid, From: from, Null: env.Null, Recipients: rcpts}, bytes.NewReader(b.Bytes()))
 		var rej *route.Rejection
@@ -88,6 +89,8 @@ func (s *Server) pickupMessage(ctx context.Context, env *maildrop.Envelope, msg 
 			}
 		case err != nil:
 			return err
+		default:
+			delivered = true
 		}
 	}
 	s.Log.Info("sendmail pickup", "drop_id", dropID, "queue_id", qid, "user", user, "from", env.From,
@@ -95,7 +98,13 @@ func (s *Server) pickupMessage(ctx context.Context, env *maildrop.Envelope, msg 
 	if len(failed) == 0 {
 		return nil
 	}
+	// From here on the message is delivered (or refused for good): whatever
+	// happens to the notice, the file must not be taken again, or the
+	// recipients that took it would get it once more at every scan.
 	if env.Null {
+		if delivered {
+			return nil
+		}
 		return fmt.Errorf("%w: no recipient took it and the sender is <>", maildrop.ErrPermanent)
 	}
 	report, err := dsn.Build(&dsn.Report{
@@ -109,10 +118,16 @@ func (s *Server) pickupMessage(ctx context.Context, env *maildrop.Envelope, msg 
 		Original:     data,
 		MaxFull:      10 << 20,
 	})
-	if err != nil {
-		return fmt.Errorf("%w: report: %v", maildrop.ErrPermanent, err)
+	if err == nil {
+		err = s.notify(ctx, env.From, report)
 	}
-	return s.notify(ctx, env.From, report)
+	if err != nil {
+		s.Log.Error("sendmail pickup: failure notice not sent", "drop_id", dropID, "queue_id", qid, "to", env.From, "err", err)
+		if !delivered {
+			return fmt.Errorf("%w: notice: %v", maildrop.ErrPermanent, err)
+		}
+	}
+	return nil
 }
 
 // prepareMaildrop makes data_dir traversable (not readable) by local users
