@@ -390,6 +390,11 @@ func TestForwardingWithSRS(t *testing.T) {
 	if m := ts.b.waitMessages("bob", 2); len(m) != 2 || !strings.Contains(m[1], "Subject: bounce via SRS") {
 		t.Fatalf("the bounce did not come back to bob: %d", len(m))
 	}
+	// A valid SRS address with a sender: refused, or anyone who saw one
+	// could relay through it.
+	if out, code := ts.a.swaks("--local-interface", "127.0.0.7", "--from", "spammer@spam.test", "--to", srsAddr); code == 0 || !strings.Contains(out, "550 5.7.1") {
+		t.Fatalf("SRS address took mail with a sender: %d\n%s", code, out)
+	}
 	// One we did not make.
 	forged := strings.Replace(srsAddr, "=b.test=bob@", "=evil.test=victim@", 1)
 	if out, code := ts.a.swaks("--from", "<>", "--to", forged); code == 0 || !strings.Contains(out, "550 5.1.1") {

@@ -134,7 +134,7 @@ func (r *Resolver) Resolve(ctx context.Context, a addr.Address) (Result, error) 
 		s.res.Targets = []Target{{Kind: TargetRemote, Address: a}}
 		return s.res, nil
 	}
-	if r.cfg.SRS != nil && srs.IsSRS(a.Local) && strings.EqualFold(a.Domain, r.cfg.SRS.Domain) {
+	if r.IsSRSAddress(a) {
 		return r.reverseSRS(ctx, a)
 	}
 	err := s.address(a, 0, "")
@@ -368,6 +368,12 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// IsSRSAddress reports whether a looks like one of our SRS addresses (an SRS
+// local part at the SRS domain), whether or not its signature is good.
+func (r *Resolver) IsSRSAddress(a addr.Address) bool {
+	return r.cfg.SRS != nil && srs.IsSRS(a.Local) && strings.EqualFold(strings.TrimSuffix(a.Domain, "."), r.cfg.SRS.Domain)
 }
 
 // reverseSRS resolves an address made by our SRS: the mail (a bounce, as a

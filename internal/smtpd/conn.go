@@ -706,6 +706,16 @@ func (c *conn) cmdRcpt(arg string) {
 		c.send(Reply{250, "2.1.5", "Recipient OK"})
 		return
 	}
+	if !tx.null && c.srv.Router.IsSRSAddress(a) {
+		// Our SRS addresses exist for bounces to forwarded mail. Taking other
+		// mail for them would let anyone who saw one relay through us, with a
+		// sender that passes SPF as ours.
+		tx.rejected++
+		c.srv.Log.Info("smtp recipient rejected", "client_ip", c.ip.String(), "queue_id", tx.id,
+			"from", tx.from.String(), "rcpt", a.String(), "reason", "SRS address with a sender")
+		c.send(Reply{550, "5.7.1", "This address takes only bounces (null sender)"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	res, err := c.srv.Router.Resolve(ctx, a)
 	cancel()
