@@ -264,9 +264,49 @@ func (r *Runner) scan(ctx context.Context) {
 		}
 		return
 	}
+	now := r.now()
 	for _, e := range due {
-		r.start(ctx, e)
+		if now.Sub(e.Created) < handOffGrace && neverTried(e) {
+			// Just queued: its delivery hands it over (EnqueuedEntry), and
+			// starting it here too could send it twice.
+			continue
+		}
+		r.startScanned(ctx, e.ID)
 	}
+}
+
+// handOffGrace is how long a new entry is left to its hand-over before a
+// scan takes it (after a restart, that is how long new mail waits).
+const handOffGrace = 10 * time.Second
+
+func neverTried(e store.QueueEntry) bool {
+	for _, rc := range e.Recipients {
+		if rc.Attempts > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// startScanned starts an entry found by a scan, with its state read again
+// once it is ours: between the scan's read and now an attempt may have ended
+// and recorded delivered recipients, which must not be sent again.
+func (r *Runner) startScanned(ctx context.Context, id string) {
+	r.mu.Lock()
+	if _, ok := r.active[id]; ok {
+		r.mu.Unlock()
+		return
+	}
+	r.active[id] = nil // reserved
+	r.mu.Unlock()
+	e, err := r.Store.GetQueueEntry(ctx, id)
+	if err != nil || e.Held || e.NextAttempt.After(r.now()) {
+		r.mu.Lock()
+		delete(r.active, id)
+		r.mu.Unlock()
+		return
+	}
+	r.begin(ctx, *e, nil)
 }
 
 // start begins an attempt at e's pending recipients unless one is running.
@@ -289,7 +329,16 @@ func (r *Runner) startRun(ctx context.Context, e store.QueueEntry, body []byte) 
 		r.mu.Unlock()
 		return false
 	}
+	r.active[e.ID] = nil // reserved
+	r.mu.Unlock()
+	r.begin(ctx, e, body)
+	return true
+}
+
+// begin runs an attempt at an entry whose slot in active the caller reserved.
+func (r *Runner) begin(ctx context.Context, e store.QueueEntry, body []byte) {
 	run := &entryRun{e: e, body: body, results: map[string]outcome{}}
+	r.mu.Lock()
 	r.active[e.ID] = run
 	r.mu.Unlock()
 
@@ -325,12 +374,11 @@ func (r *Runner) startRun(ctx context.Context, e store.QueueEntry, body []byte) 
 			defer r.wg.Done()
 			r.finish(run)
 		}()
-		return true
+		return
 	}
 	for _, j := range order {
 		r.push(ctx, j)
 	}
-	return true
 }
 
 func domainOf(address string) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -453,5 +454,74 @@ func TestHandedOverEntry(t *testing.T) {
 			t.Fatalf("%d bytes still counted as held", held)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// staleDue returns DueQueue's list only after the attempt already running on
+// its first entry has been recorded: the window between a scan's read and its
+// start of the entries, made wide.
+type staleDue struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *staleDue) DueQueue(ctx context.Context, now time.Time, limit int) ([]store.QueueEntry, error) {
+	due, err := s.Store.DueQueue(ctx, now, limit)
+	if err != nil || !s.armed.Load() || len(due) == 0 {
+		return due, err
+	}
+	s.armed.Store(false)
+	id := due[0].ID
+	for i := 0; i < 200; i++ {
+		e, err := s.Store.GetQueueEntry(ctx, id)
+		if err == nil && e.Recipients[0].Attempts > 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the attempt's end (done) runs
+	return due, nil
+}
+
+// A scan that read an entry before an attempt on it ended does not send it
+// again to the recipients that attempt delivered.
+func TestScanDoesNotResendFromStaleState(t *testing.T) {
+	h := newHarness(t, smtptest.Options{Rcpt: func(to string) error {
+		if strings.HasPrefix(to, "later@") {
+			return smtptest.Temp("later")
+		}
+		return nil
+	}}, Config{MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	sd := &staleDue{Store: h.st}
+	h.r.Store = sd
+	h.r.Config.ScanInterval = 24 * time.Hour // one scan, at the start
+	ctx := context.Background()
+	res, err := h.st.Deliver(ctx, &store.Delivery{Body: storetest.Msg("out"), From: "a@posthorn.test",
+		Remote: rcpts("now@remote.test", "later@other.test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An entry tried before (so that the scan does not leave it to a hand-over).
+	var states []store.QueueRecipientState
+	for _, a := range []string{"now@remote.test", "later@other.test"} {
+		states = append(states, store.QueueRecipientState{QueueRecipient: store.QueueRecipient{Address: a}, Status: store.RcptPending, Attempts: 1})
+	}
+	if err := h.st.UpdateQueueEntry(ctx, res.QueueID, store.QueueUpdate{Recipients: states, NextAttempt: time.Now().Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	h.r.Enqueued(res.QueueID)
+	sd.armed.Store(true)
+	h.start()
+	time.Sleep(2 * time.Second)
+	n := 0
+	for _, m := range h.next.Messages() {
+		for _, to := range m.To {
+			if to == "now@remote.test" {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("now@remote.test got %d copies, want 1", n)
 	}
 }
