@@ -297,6 +297,10 @@ func (c *Client) dialSession(ctx context.Context, d Destination, h hostAddr, por
 	if err != nil {
 		return nil, &Error{Temporary: true, Status: "4.4.1", Host: h.name, Err: err}
 	}
+	// The dialogue below waits on socket deadlines; a cancelled ctx (the
+	// server stopping) cuts it short instead of waiting them out.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	timeout := orDefault(c.CommandTimeout, 5*time.Minute)
 	verifyName := h.name
 	if d.NoMX || d.Smart {
@@ -526,7 +530,7 @@ func (cn *Conn) Send(ctx context.Context, env *Envelope, msg io.Reader) ([]Resul
 			return broken(err)
 		}
 		if !ok {
-			return res, nil
+			return res, closing(s, res)
 		}
 	}
 	for i, rc := range env.Recipients {
@@ -605,11 +609,11 @@ func (cn *Conn) Send(ctx context.Context, env *Envelope, msg io.Reader) ([]Resul
 				return broken(err)
 			}
 		}
-		return res, nil
+		return res, closing(s, res)
 	}
 	if dataReply.Code != 354 {
 		failAll(dataReply)
-		return res, nil
+		return res, closing(s, res)
 	}
 	if err := writeData(s, msg); err != nil {
 		return broken(err)
@@ -628,7 +632,19 @@ func (cn *Conn) Send(ctx context.Context, env *Envelope, msg io.Reader) ([]Resul
 			res[i].Delivered = final.Code == 250
 		}
 	}
-	return res, nil
+	return res, closing(s, res)
+}
+
+// closing reports a 421 among the replies: the server is closing the
+// connection (RFC 5321 section 3.8), so it must not carry another message.
+func closing(s *session, res []Result) error {
+	for _, r := range res {
+		if r.Reply.Code == 421 {
+			s.conn.Close()
+			return &Error{Temporary: true, Status: r.Reply.Status(), Host: s.host, Reply: &r.Reply, Err: errors.New("the server is closing the connection")}
+		}
+	}
+	return nil
 }
 
 func needsUTF8(env *Envelope) bool {

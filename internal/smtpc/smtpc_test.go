@@ -521,3 +521,48 @@ func TestWriteDataEdges(t *testing.T) {
 		}
 	}
 }
+
+// A 421 means the server closes the connection: Send says the connection is
+// done, and the recipients may be tried again.
+func TestReply421EndsTheConnection(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(string) error {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"}
+	}})
+	_, c := setup(t, srv.Port())
+	cn, err := c.Connect(ctx, Destination{Host: "127.0.0.1", NoMX: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cn.Send(ctx, env("a@posthorn.test", "b@x.test"), strings.NewReader(testMsg))
+	var e *Error
+	if !errors.As(err, &e) || !e.Temporary || len(res) != 1 || !res[0].Temporary() || res[0].Reply.Code != 421 {
+		t.Fatalf("421: %+v %v", res, err)
+	}
+}
+
+// A destination that never greets does not hold up a cancelled Connect.
+func TestConnectHonoursCancel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // a tarpit: accepts, says nothing
+		}
+	}()
+	_, c := setup(t, ln.Addr().(*net.TCPAddr).Port)
+	c.CommandTimeout = time.Hour
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Connect(cctx, Destination{Host: "127.0.0.1", NoMX: true})
+	if err == nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("Connect to a tarpit: %v after %v", err, time.Since(start))
+	}
+}
