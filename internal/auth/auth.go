@@ -105,6 +105,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -212,7 +213,22 @@ func New(accounts Accounts, opts Options) *Authenticator {
 		log:            log,
 		lim:            newLimiter(opts.Throttle),
 		secret:         secret,
-		verify:         Verify,
+		verify:         boundedVerify(runtime.GOMAXPROCS(0)),
+	}
+}
+
+// boundedVerify is Verify with at most n checks at once. Each argon2id check
+// takes 19 MiB: without a bound, a few hundred logins arriving together
+// (from as many addresses, which the throttle does not stop) take gigabytes.
+// The hash is CPU-bound, so n = the CPUs costs no throughput; the others wait.
+func boundedVerify(n int) func(hash, password string) (bool, error) { return boundedWith(n, Verify) }
+
+func boundedWith(n int, verify func(hash, password string) (bool, error)) func(hash, password string) (bool, error) {
+	sem := make(chan struct{}, max(n, 1))
+	return func(hash, password string) (bool, error) {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		return verify(hash, password)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -427,5 +428,39 @@ func TestPasswordWithoutSCRAM(t *testing.T) {
 	}
 	if got := a.accts.get("ivan"); got.SCRAMSHA256 != "" || a.accts.upgrades != 0 {
 		t.Errorf("credential %q made for a password that cannot be prepared", got.SCRAMSHA256)
+	}
+}
+
+// No more password checks run at once than the bound, however many logins
+// arrive together (each argon2id check takes 19 MiB).
+func TestBoundedVerify(t *testing.T) {
+	hash, err := Hash("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	inside, most, calls := 0, 0, 0
+	bounded := boundedWith(2, func(h, p string) (bool, error) {
+		mu.Lock()
+		inside++
+		calls++
+		most = max(most, inside)
+		mu.Unlock()
+		defer func() { mu.Lock(); inside--; mu.Unlock() }()
+		return Verify(h, p)
+	})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, err := bounded(hash, "pw"); err != nil {
+				t.Error(ok, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if calls != 8 || most > 2 || most == 0 {
+		t.Errorf("%d checks, %d at once; want 8, at most 2", calls, most)
 	}
 }
