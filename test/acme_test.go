@@ -285,7 +285,10 @@ func TestServerACMEFromPebble(t *testing.T) {
 	dns.MustAdd(t, "mx.example.org. 60 IN A 127.0.0.1")
 	ca := pebbletest.Listen(t)
 	httpAddr := freePort(t)
-	in := newInstanceWith(t, instanceOptions{extra: dnsKeys + acmeKeys(ca, httpAddr)})
+	// Implicit TLS too: submissions (465) and POP3S (995) serve the same certificate.
+	smtps, pop3s := freePort(t), freePort(t)
+	implicit := fmt.Sprintf("[smtp]\nsubmissions_listen = %q\n[pop3]\ntls_listen = %q\n", smtps, pop3s)
+	in := newInstanceWith(t, instanceOptions{extra: dnsKeys + acmeKeys(ca, httpAddr) + implicit})
 	_, port, _ := net.SplitHostPort(httpAddr)
 	httpPort, _ := strconv.Atoi(port)
 	ca.Start(pebbletest.Options{HTTPPort: httpPort, Resolver: dns.Addr})
@@ -306,6 +309,17 @@ func TestServerACMEFromPebble(t *testing.T) {
 			t.Fatalf("no verified certificate on STARTTLS within a minute: %v\n%s", err, in.stderr.String())
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	for _, a := range []string{smtps, pop3s} {
+		c, err := tls.Dial("tcp", a, verify)
+		if err != nil {
+			t.Fatalf("implicit TLS on %s: %v", a, err)
+		}
+		got := c.ConnectionState().PeerCertificates[0]
+		c.Close()
+		if got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			t.Errorf("%s serves another certificate than STARTTLS", a)
+		}
 	}
 	in.stop()
 	in.start()
