@@ -146,10 +146,11 @@ const (
 // failed Continue) come from the connection.
 func (r *Reader) ReadCommand() (*Command, error) {
 	r.tag, r.total, r.depth = "", 0, 0
-	if err := r.readLine(); err != nil {
-		return nil, err
+	var cmd *Command
+	err := r.readLine()
+	if err == nil {
+		cmd, err = r.parseCommand()
 	}
-	cmd, err := r.parseCommand()
 	if err != nil {
 		var pe *Error
 		if errors.As(err, &pe) && !pe.Fatal {

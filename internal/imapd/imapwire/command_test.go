@@ -325,3 +325,36 @@ func TestSeqSet(t *testing.T) {
 		}
 	}
 }
+
+func TestLongLineRecovery(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	in := "t1 LOGIN " + long + " {4+}\r\nab\r\n" + // over-long, ends in a literal
+		"cd\r\n" + // rest of t1 after the literal
+		"t2 NOOP\r\n"
+	r := NewReader(bufio.NewReaderSize(strings.NewReader(in), 16), Options{MaxLine: 100})
+	_, err := r.ReadCommand()
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Tag != "t1" || pe.Fatal || !strings.Contains(pe.Msg, "too long") {
+		t.Fatalf("long line: %v", err)
+	}
+	cmd, err := r.ReadCommand()
+	if err != nil || cmd.Tag != "t2" {
+		t.Fatalf("after long line with literal: %v %v", cmd, err)
+	}
+}
+
+func TestLiteralMinus(t *testing.T) {
+	opts := Options{MaxNonSync: 4096}
+	r := NewReader(bufio.NewReader(strings.NewReader("a APPEND x {4097+}\r\n")), opts)
+	_, err := r.ReadCommand()
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != "TOOBIG" || !pe.Fatal {
+		t.Errorf("4097-octet non-sync literal under LITERAL-: %v", err)
+	}
+	// The same size as a synchronising literal is fine.
+	in := "a APPEND x {4097}\r\n" + strings.Repeat("y", 4097) + "\r\n"
+	r = NewReader(bufio.NewReader(strings.NewReader(in)), opts)
+	if _, err := r.ReadCommand(); err != nil {
+		t.Errorf("sync literal: %v", err)
+	}
+}

@@ -39,6 +39,10 @@ type Options struct {
 	MaxLiteral int64 // octets in one literal
 	MaxCommand int64 // octets in one command, literals included
 	MaxDepth   int   // nesting of parentheses (lists, search keys)
+	// MaxNonSync, when positive, bounds non-synchronising literals: 4096
+	// with LITERAL- (RFC 7888 section 5), where a larger one is refused
+	// with BAD [TOOBIG] and the connection closed.
+	MaxNonSync int64
 	// Continue is called before a synchronising literal is read; the
 	// server writes "+ Ready" (RFC 9051 section 7.5) and flushes. It may
 	// be nil when the server only accepts non-synchronising literals.
@@ -113,16 +117,7 @@ func (r *Reader) readLine() error {
 	for {
 		chunk, err := r.br.ReadSlice('\n')
 		if len(r.line)+len(chunk) > r.opts.MaxLine+2 {
-			// Skip the rest so the next command starts clean.
-			skipped := len(chunk)
-			for err == bufio.ErrBufferFull && skipped < maxDiscard {
-				chunk, err = r.br.ReadSlice('\n')
-				skipped += len(chunk)
-			}
-			if err != nil {
-				return &Error{Tag: r.tag, Msg: "line too long", Fatal: true}
-			}
-			return &Error{Tag: r.tag, Msg: fmt.Sprintf("line too long (limit %d octets)", r.opts.MaxLine)}
+			return r.skipLongLine(chunk, err)
 		}
 		r.line = append(r.line, chunk...)
 		if err == bufio.ErrBufferFull {
@@ -145,6 +140,45 @@ func (r *Reader) readLine() error {
 		return &Error{Tag: r.tag, Code: "TOOBIG", Msg: "command too long", Fatal: true}
 	}
 	return nil
+}
+
+// skipLongLine skips the rest of an over-long line (without keeping
+// it), so that the next command starts clean. The line's last octets are
+// kept in r.line: if they are a non-synchronising literal marker, the
+// caller's discard skips the literal that follows. The tag is recovered
+// from the line's start when it was not known yet.
+func (r *Reader) skipLongLine(chunk []byte, err error) error {
+	if r.tag == "" {
+		head := append(r.line, chunk...)
+		i := 0
+		for i < len(head) && isTagChar(head[i]) {
+			i++
+		}
+		if i > 0 && i < len(head) && head[i] == ' ' && i <= 64 {
+			r.tag = string(head[:i])
+		}
+	}
+	const keep = 32
+	tail := append(r.line[:0], chunk...)
+	skipped := len(tail)
+	for err == bufio.ErrBufferFull && skipped < maxDiscard {
+		chunk, err = r.br.ReadSlice('\n')
+		skipped += len(chunk)
+		tail = append(tail, chunk...)
+		if len(tail) > keep {
+			tail = append(tail[:0], tail[len(tail)-keep:]...)
+		}
+	}
+	if err != nil {
+		r.line = r.line[:0]
+		return &Error{Tag: r.tag, Msg: "line too long", Fatal: true}
+	}
+	tail = tail[:len(tail)-1]
+	if n := len(tail); n > 0 && tail[n-1] == '\r' {
+		tail = tail[:n-1]
+	}
+	r.line, r.pos = tail, len(tail)
+	return &Error{Tag: r.tag, Msg: fmt.Sprintf("line too long (limit %d octets)", r.opts.MaxLine)}
 }
 
 // ReadLine reads one raw line, for the AUTHENTICATE exchange (RFC 9051
@@ -385,7 +419,8 @@ func (r *Reader) literal(kind literalKind) ([]byte, bool, error) {
 	// Parse with a bound instead of allocating: a 12-digit size is
 	// refused here, before any data is read (RFC 7889).
 	n, err := strconv.ParseUint(digits, 10, 63)
-	if err != nil || int64(n) > r.opts.MaxLiteral || r.total+int64(n) > r.opts.MaxCommand {
+	if err != nil || int64(n) > r.opts.MaxLiteral || r.total+int64(n) > r.opts.MaxCommand ||
+		(!sync && r.opts.MaxNonSync > 0 && int64(n) > r.opts.MaxNonSync) {
 		e := &Error{Tag: r.tag, Code: "TOOBIG", Msg: "literal too big"}
 		// A non-synchronising literal's data is on its way; we cannot
 		// skip an unbounded amount safely, so the connection ends.
