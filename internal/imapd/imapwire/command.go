@@ -75,6 +75,7 @@ type (
 		Date   time.Time // zero if absent
 		Data   []byte
 		Binary bool // sent as ~{n}
+		UTF8   bool // sent as UTF8 (~{n}), RFC 6855
 	}
 	// SearchCommand: RFC 9051 section 6.4.4, ESEARCH return options
 	// (RFC 4731). Key is an AND of the top-level keys.
@@ -127,6 +128,15 @@ type (
 	}
 	// IDCommand: RFC 2971. Nil Params is "ID NIL".
 	IDCommand struct{ Params map[string]*string }
+	// QuotaCommand is GETQUOTA (Root) and GETQUOTAROOT (Root is the
+	// mailbox), RFC 9208 sections 4.2, 4.3.
+	QuotaCommand struct{ Root string }
+	// SetQuotaCommand: RFC 9208 section 4.4. Limits maps upper-case
+	// resource names to limits; an empty map removes all limits.
+	SetQuotaCommand struct {
+		Root   string
+		Limits map[string]uint64
+	}
 	// CompressCommand: RFC 4978.
 	CompressCommand struct{ Mechanism string }
 )
@@ -358,6 +368,20 @@ func (r *Reader) parseArgs(cmd *Command) (any, error) {
 		return r.parseThread()
 	case "ID":
 		return r.parseID()
+	case "GETQUOTA":
+		if err := r.sp(); err != nil {
+			return nil, err
+		}
+		root, err := r.astring()
+		return &QuotaCommand{Root: root}, err
+	case "GETQUOTAROOT":
+		if err := r.sp(); err != nil {
+			return nil, err
+		}
+		m, err := r.mailbox()
+		return &QuotaCommand{Root: m}, err
+	case "SETQUOTA":
+		return r.parseSetQuota()
 	case "COMPRESS":
 		if err := r.sp(); err != nil {
 			return nil, err
@@ -686,11 +710,34 @@ func (r *Reader) parseAppend() (any, error) {
 				return nil, err
 			}
 		}
-		if r.peek() != '{' && r.peek() != '~' {
+		utf8Form := false
+		if r.peek() == 'U' || r.peek() == 'u' {
+			// append-data =/ "UTF8" SP "(" literal8 ")" (RFC 6855
+			// section 4): a message with UTF-8 headers.
+			if a := r.take(isAtomChar); !equalFold(a, "UTF8") {
+				return nil, r.errf("expected message literal")
+			}
+			if err := r.sp(); err != nil {
+				return nil, err
+			}
+			if err := r.expect('('); err != nil {
+				return nil, err
+			}
+			if r.peek() != '~' {
+				return nil, r.errf("UTF8 APPEND needs a literal8")
+			}
+			utf8Form = true
+		} else if r.peek() != '{' && r.peek() != '~' {
 			return nil, r.badChar("message literal")
 		}
 		if m.Data, m.Binary, err = r.literal(litBinary); err != nil {
 			return nil, err
+		}
+		if utf8Form {
+			m.UTF8 = true
+			if err := r.expect(')'); err != nil {
+				return nil, err
+			}
 		}
 		c.Messages = append(c.Messages, m)
 	}
@@ -865,4 +912,33 @@ func (r *Reader) parseID() (any, error) {
 	}
 	r.pos++
 	return c, nil
+}
+
+func (r *Reader) parseSetQuota() (any, error) {
+	c := &SetQuotaCommand{Limits: map[string]uint64{}}
+	if err := r.sp(); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.Root, err = r.astring(); err != nil {
+		return nil, err
+	}
+	if err := r.sp(); err != nil {
+		return nil, err
+	}
+	err = r.paramList(func(name string) error {
+		if err := r.sp(); err != nil {
+			return err
+		}
+		n, err := r.number(64)
+		if err != nil {
+			return err
+		}
+		if _, dup := c.Limits[name]; dup {
+			return r.errf("resource %s given twice", name)
+		}
+		c.Limits[name] = n
+		return nil
+	})
+	return c, err
 }

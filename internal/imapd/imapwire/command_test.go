@@ -358,3 +358,36 @@ func TestLiteralMinus(t *testing.T) {
 		t.Errorf("sync literal: %v", err)
 	}
 }
+
+func TestQuotaAndUTF8Append(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		args any
+	}{
+		{"a GETQUOTA \"\"\r\n", &QuotaCommand{""}},
+		{"a GETQUOTAROOT inbox\r\n", &QuotaCommand{"INBOX"}},
+		{"a SETQUOTA \"\" (STORAGE 512 message 1000)\r\n", &SetQuotaCommand{"", map[string]uint64{"STORAGE": 512, "MESSAGE": 1000}}},
+		{"a SETQUOTA \"\" ()\r\n", &SetQuotaCommand{"", map[string]uint64{}}},
+		{"a APPEND x UTF8 (~{2}\r\nhi)\r\n", &AppendCommand{"x", []AppendMessage{{Data: []byte("hi"), Binary: true, UTF8: true}}}},
+	} {
+		cmd, err := parseOne(t, tc.in)
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(cmd.Args, tc.args) {
+			t.Errorf("%q:\n got %#v\nwant %#v", tc.in, cmd.Args, tc.args)
+		}
+	}
+	for _, in := range []string{
+		"a SETQUOTA \"\" (STORAGE 1 STORAGE 2)\r\n",
+		"a SETQUOTA \"\" (STORAGE)\r\n",
+		"a APPEND x UTF8 ({2}\r\nhi)\r\n",
+		"a APPEND x UTF8 (~{2}\r\nhi\r\n",
+		"a APPEND x UTF9 (~{2}\r\nhi)\r\n",
+	} {
+		if _, err := parseOne(t, in); err == nil {
+			t.Errorf("%q: no error", in)
+		}
+	}
+}

@@ -201,3 +201,25 @@ func cleanText(s string) string {
 	}
 	return string(b)
 }
+
+// Flags writes a parenthesised flag list. Flags are atoms (or "\\" and
+// an atom); the session only stores flags the reader accepted.
+func (w *Writer) Flags(flags []string) *Writer {
+	w.Open()
+	for i, f := range flags {
+		if i > 0 {
+			w.SP()
+		}
+		w.raw(f)
+	}
+	return w.Close()
+}
+
+// Mailbox writes a mailbox name: as UTF-8 after UTF8=ACCEPT or
+// IMAP4rev2, else in modified UTF-7 (RFC 3501 section 5.1.3).
+func (w *Writer) Mailbox(name string) *Writer {
+	if !w.UTF8 {
+		name = EncodeMailbox(name)
+	}
+	return w.AString(name)
+}

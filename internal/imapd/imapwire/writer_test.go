@@ -94,3 +94,29 @@ func TestWriterStickyError(t *testing.T) {
 		t.Error("write error not kept")
 	}
 }
+
+func TestWriterMailboxAndFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		utf8 bool
+		want string
+	}{
+		{"Entw\u00fcrfe", false, "Entw&APw-rfe"},
+		{"Entw\u00fcrfe", true, "\"Entw\u00fcrfe\""},
+		{"A&B", false, "A&-B"},
+		{"with space", false, "\"with space\""},
+	} {
+		var buf bytes.Buffer
+		w := NewWriter(&buf)
+		w.UTF8 = tc.utf8
+		w.Mailbox(tc.name).Flush()
+		if buf.String() != tc.want {
+			t.Errorf("Mailbox(%q, utf8=%v) = %q, want %q", tc.name, tc.utf8, buf.String(), tc.want)
+		}
+	}
+	var buf bytes.Buffer
+	NewWriter(&buf).Flags([]string{`\Seen`, "$Junk"}).Flush()
+	if buf.String() != `(\Seen $Junk)` {
+		t.Errorf("Flags = %q", buf.String())
+	}
+}
