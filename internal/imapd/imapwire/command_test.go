@@ -391,3 +391,40 @@ func TestQuotaAndUTF8Append(t *testing.T) {
 		}
 	}
 }
+
+func TestOctetStrings(t *testing.T) {
+	// A Latin-1 password in a literal is octets, not refused.
+	cmd, err := parseOne(t, "a LOGIN joe {3}\r\np\xe4s\r\n")
+	if err != nil || cmd.Args.(*LoginCommand).Password != "p\xe4s" {
+		t.Errorf("latin-1 literal password: %v", err)
+	}
+	// A search string in a declared charset likewise.
+	cmd, err = parseOne(t, "a SEARCH CHARSET ISO-8859-1 SUBJECT {1}\r\n\xe4\r\n")
+	if err != nil || cmd.Args.(*SearchCommand).Key.Children[0].Str != "\xe4" {
+		t.Errorf("latin-1 search string: %v", err)
+	}
+	// But a mailbox name must be UTF-8, and numbers have no leading zero.
+	for _, in := range []string{
+		"a SELECT {2}\r\n\xe4x\r\n",
+		"a FETCH 01 FLAGS\r\n",
+	} {
+		if _, err := parseOne(t, in); err == nil {
+			t.Errorf("%q: no error", in)
+		}
+	}
+}
+
+func BenchmarkReadFetch(b *testing.B) {
+	line := "a123 UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (DATE FROM SUBJECT TO CC MESSAGE-ID)]) (CHANGEDSINCE 12345)\r\n"
+	in := strings.NewReader("")
+	br := bufio.NewReader(in)
+	r := NewReader(br, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		in.Reset(line)
+		br.Reset(in)
+		if _, err := r.ReadCommand(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

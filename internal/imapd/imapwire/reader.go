@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -335,6 +336,10 @@ func (r *Reader) number(bits int) (uint64, error) {
 }
 
 func (r *Reader) nzNumber() (uint32, error) {
+	// nz-number = digit-nz *DIGIT: no leading zero.
+	if r.peek() == '0' {
+		return 0, r.errf("zero where a non-zero number is required")
+	}
 	n, err := r.number(32)
 	if err != nil {
 		return 0, err
@@ -461,12 +466,12 @@ func (r *Reader) str() (string, error) {
 	case '"':
 		return r.quoted()
 	case '{':
+		// A literal is octets: a password or a search string in a
+		// declared charset need not be UTF-8. Mailbox names are checked
+		// by mailbox().
 		b, _, err := r.literal(litText)
 		if err != nil {
 			return "", err
-		}
-		if !utf8.Valid(b) {
-			return "", r.errf("invalid UTF-8 in literal string")
 		}
 		return string(b), nil
 	}
@@ -520,6 +525,12 @@ func (r *Reader) mailbox() (string, error) {
 	s, err := r.astring()
 	if err != nil {
 		return "", err
+	}
+	if !utf8.ValidString(s) {
+		return "", r.errf("mailbox name is not UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", r.errf("NUL in mailbox name")
 	}
 	if equalFold(s, "INBOX") {
 		return "INBOX", nil

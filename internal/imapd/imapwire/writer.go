@@ -202,7 +202,7 @@ func cleanText(s string) string {
 	return string(b)
 }
 
-// Flags writes a parenthesised flag list. Flags are atoms (or "\\" and
+// Flags writes a parenthesised flag list. Flags are atoms (or "\" and
 // an atom); the session only stores flags the reader accepted.
 func (w *Writer) Flags(flags []string) *Writer {
 	w.Open()
