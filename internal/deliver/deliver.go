@@ -159,9 +159,14 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 		return res, nil
 	}
 
-	meta, err := parse(body)
-	if err != nil {
-		return nil, fmt.Errorf("deliver %s: reading message: %w", env.ID, err)
+	// The parsed structure is kept with local copies (IMAP answers from it);
+	// a message only for the queue does not need it.
+	var meta []byte
+	if len(local) > 0 {
+		var err error
+		if meta, err = parse(body); err != nil {
+			return nil, fmt.Errorf("deliver %s: reading message: %w", env.ID, err)
+		}
 	}
 	sd := &store.Delivery{
 		Body:         body,

@@ -71,19 +71,20 @@ type Store struct {
 	targets targetCache // used by the writer goroutine only
 	rstmts  sync.Map    // query -> *sql.Stmt
 
-	reqs       chan *writeReq
-	committed  chan committedBatch // from the writer to the syncer
-	syncDone   chan struct{}       // from the syncer: it is free again
-	trashDue   chan struct{}       // from the syncer to the writer
-	ckptDue    chan struct{}       // from the syncer: time for a PASSIVE checkpoint
-	restartDue chan struct{}       // from the syncer: the log is long, start it over
-	walFrames  atomic.Int64        // requests since the last checkpoint
-	ckptDone   chan struct{}
-	stop       chan struct{}
-	stopped    chan struct{}
-	closeMu    sync.Once
-	submit     sync.RWMutex // held to submit a request; Close takes it to stop submissions
-	closed     chan struct{}
+	reqs         chan *writeReq
+	committed    chan committedBatch // from the writer to the syncer
+	syncDone     chan struct{}       // from the syncer: it is free again
+	trashDue     chan struct{}       // from the syncer to the writer
+	ckptDue      chan struct{}       // from the syncer: time for a PASSIVE checkpoint
+	restartDue   chan struct{}       // from the syncer: the log is long, start it over
+	walFrames    atomic.Int64        // requests since the last checkpoint
+	sinceRestart atomic.Int64        // requests since the last RESTART checkpoint
+	ckptDone     chan struct{}
+	stop         chan struct{}
+	stopped      chan struct{}
+	closeMu      sync.Once
+	submit       sync.RWMutex // held to submit a request; Close takes it to stop submissions
+	closed       chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -511,10 +512,17 @@ func (s *Store) syncer() {
 			default:
 			}
 		}
-		if st, err := os.Stat(walPath); err == nil && st.Size() > restartAfter {
-			select {
-			case s.restartDue <- struct{}{}:
-			default:
+		// The log file keeps its size after a RESTART (it is preallocated and
+		// then written over from its start), so the size alone would ask for a
+		// restart after every group once it passed the mark; a restart is due
+		// only when enough has been written since the last one as well.
+		if n := s.sinceRestart.Add(int64(len(g.reqs))); n > restartEveryReqs {
+			if st, err := os.Stat(walPath); err == nil && st.Size() > restartAfter {
+				s.sinceRestart.Store(0)
+				select {
+				case s.restartDue <- struct{}{}:
+				default:
+				}
 			}
 		}
 		s.syncDone <- struct{}{}
@@ -532,6 +540,9 @@ func (s *Store) syncer() {
 const (
 	checkpointEvery = 10000
 	restartAfter    = 64 << 20
+	// restartEveryReqs: requests between two RESTART checkpoints at least
+	// (about restartAfter's worth of 4 KiB messages).
+	restartEveryReqs = 10000
 )
 
 // checkpointer copies the write-ahead log into the database when the syncer
