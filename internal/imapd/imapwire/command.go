@@ -2,6 +2,7 @@ package imapwire
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -140,6 +141,16 @@ type (
 	// CompressCommand: RFC 4978.
 	CompressCommand struct{ Mechanism string }
 )
+
+// LogValue logs a command without its arguments, which may hold a
+// password or message text.
+func (c *Command) LogValue() slog.Value {
+	name := c.Name
+	if c.UID {
+		name = "UID " + name
+	}
+	return slog.GroupValue(slog.String("tag", c.Tag), slog.String("command", name))
+}
 
 // StoreMode is how STORE changes flags.
 type StoreMode int
@@ -348,7 +359,12 @@ func (r *Reader) parseArgs(cmd *Command) (any, error) {
 	case "SEARCH":
 		return r.parseSearch()
 	case "FETCH":
-		return r.parseFetch()
+		c, err := r.parseFetch()
+		if err == nil && c.Vanished && !cmd.UID {
+			// RFC 7162 section 3.2.6: VANISHED only with UID FETCH.
+			return nil, r.errf("VANISHED needs UID FETCH")
+		}
+		return c, err
 	case "STORE":
 		return r.parseStore()
 	case "COPY", "MOVE":

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -426,5 +427,23 @@ func BenchmarkReadFetch(b *testing.B) {
 		if _, err := r.ReadCommand(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestVanishedNeedsUID(t *testing.T) {
+	if _, err := parseOne(t, "a FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)\r\n"); err == nil {
+		t.Error("FETCH with VANISHED accepted without UID")
+	}
+}
+
+func TestCommandLogValue(t *testing.T) {
+	cmd, err := parseOne(t, "a7 LOGIN joe secret\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("cmd", "c", cmd)
+	if strings.Contains(buf.String(), "secret") || !strings.Contains(buf.String(), "c.command=LOGIN") {
+		t.Errorf("log line %q", buf.String())
 	}
 }

@@ -41,7 +41,7 @@ var simpleFetch = map[string]bool{
 	"EMAILID": true, "THREADID": true,
 }
 
-func (r *Reader) parseFetch() (any, error) {
+func (r *Reader) parseFetch() (*FetchCommand, error) {
 	var c FetchCommand
 	if err := r.sp(); err != nil {
 		return nil, err

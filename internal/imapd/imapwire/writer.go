@@ -223,3 +223,19 @@ func (w *Writer) Mailbox(name string) *Writer {
 	}
 	return w.AString(name)
 }
+
+// Refuse answers a command the Reader refused: "tag BAD text", or NO
+// for a literal too big (RFC 9051 section 7.1, TOOBIG: the command was
+// well formed), untagged when the tag was not read. When e.Fatal it adds
+// "* BYE" and the caller closes the connection after Flush.
+func (w *Writer) Refuse(e *Error) *Writer {
+	status := "BAD"
+	if e.Code == "TOOBIG" && !e.Fatal {
+		status = "NO"
+	}
+	w.Status(e.Tag, status, e.Code, e.Msg)
+	if e.Fatal {
+		w.Status("", "BYE", "", "Too much trouble, closing")
+	}
+	return w
+}

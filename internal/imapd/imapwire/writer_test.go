@@ -120,3 +120,22 @@ func TestWriterMailboxAndFlags(t *testing.T) {
 		t.Errorf("Flags = %q", buf.String())
 	}
 }
+
+func TestRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{Tag: "a1", Msg: "unknown command FROB"}, "a1 BAD unknown command FROB\r\n"},
+		{Error{Msg: "missing or invalid tag"}, "* BAD missing or invalid tag\r\n"},
+		{Error{Tag: "a2", Code: "TOOBIG", Msg: "literal too big"}, "a2 NO [TOOBIG] literal too big\r\n"},
+		{Error{Tag: "a3", Code: "TOOBIG", Msg: "literal too big", Fatal: true},
+			"a3 BAD [TOOBIG] literal too big\r\n* BYE Too much trouble, closing\r\n"},
+	} {
+		var buf bytes.Buffer
+		NewWriter(&buf).Refuse(&tc.e).Flush()
+		if buf.String() != tc.want {
+			t.Errorf("Refuse(%+v) = %q, want %q", tc.e, buf.String(), tc.want)
+		}
+	}
+}
