@@ -166,7 +166,7 @@ const (
 // caller answers and reads the next command. Other errors (io.EOF, a
 // failed Continue) come from the connection.
 func (r *Reader) ReadCommand() (*Command, error) {
-	r.tag, r.total, r.depth = "", 0, 0
+	r.tag, r.name, r.total, r.depth = "", "", 0, 0
 	var cmd *Command
 	err := r.readLine()
 	if err == nil {
@@ -264,6 +264,7 @@ func (r *Reader) parseCommand() (*Command, error) {
 			return nil, r.errf("UID %s is not a command", cmd.Name)
 		}
 	}
+	r.name = cmd.Name
 	if cmd.Args, err = r.parseArgs(cmd); err != nil {
 		return nil, err
 	}

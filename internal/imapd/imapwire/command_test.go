@@ -215,7 +215,7 @@ func TestResync(t *testing.T) {
 		"d APPEND foo {1}\r\n\x00\r\n" + // NUL in a text literal
 		"e NOOP\r\n"
 	continues := 0
-	r := NewReader(bufio.NewReader(strings.NewReader(in)), Options{Continue: func() error { continues++; return nil }})
+	r := NewReader(bufio.NewReader(strings.NewReader(in)), Options{Continue: func(string, int64) error { continues++; return nil }})
 	var got []string
 	for {
 		cmd, err := r.ReadCommand()
@@ -259,7 +259,7 @@ func TestLimits(t *testing.T) {
 		{"a NOOP " + strings.Repeat("x", 200) + "\r\nb NOOP\r\n", Options{MaxLine: 100}, "", false, false},
 	} {
 		continued := false
-		tc.opts.Continue = func() error { continued = true; return nil }
+		tc.opts.Continue = func(string, int64) error { continued = true; return nil }
 		r := NewReader(bufio.NewReader(strings.NewReader(tc.in)), tc.opts)
 		_, err := r.ReadCommand()
 		var pe *Error
@@ -445,5 +445,38 @@ func TestCommandLogValue(t *testing.T) {
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("cmd", "c", cmd)
 	if strings.Contains(buf.String(), "secret") || !strings.Contains(buf.String(), "c.command=LOGIN") {
 		t.Errorf("log line %q", buf.String())
+	}
+}
+
+// The server can refuse a synchronising literal from its size and
+// command (APPENDLIMIT); the session continues with the next command.
+func TestContinueRefuses(t *testing.T) {
+	var seen []string
+	cont := func(cmd string, n int64) error {
+		seen = append(seen, cmd)
+		if cmd == "APPEND" && n > 10 {
+			return &Error{Code: "TOOBIG", Msg: "over APPENDLIMIT"}
+		}
+		return nil
+	}
+	in := "a APPEND x {11}\r\nb LOGIN {1}\r\nj p\r\n"
+	r := NewReader(bufio.NewReader(strings.NewReader(in)), Options{Continue: cont})
+	_, err := r.ReadCommand()
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Tag != "a" || pe.Code != "TOOBIG" || pe.Fatal {
+		t.Fatalf("got %v", err)
+	}
+	cmd, err := r.ReadCommand()
+	if err != nil || cmd.Tag != "b" {
+		t.Fatalf("next command: %v %v", cmd, err)
+	}
+	if !reflect.DeepEqual(seen, []string{"APPEND", "LOGIN"}) {
+		t.Errorf("Continue saw %v", seen)
+	}
+	// A connection error from Continue is returned as is.
+	boom := errors.New("write failed")
+	r = NewReader(bufio.NewReader(strings.NewReader("a LOGIN {1}\r\n")), Options{Continue: func(string, int64) error { return boom }})
+	if _, err := r.ReadCommand(); err != boom {
+		t.Errorf("got %v, want %v", err, boom)
 	}
 }

@@ -26,7 +26,7 @@ func FuzzReadCommand(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		opts := Options{MaxLine: 200, MaxLiteral: 100, MaxCommand: 400, MaxDepth: 8, Continue: func() error { return nil }}
+		opts := Options{MaxLine: 200, MaxLiteral: 100, MaxCommand: 400, MaxDepth: 8, Continue: func(string, int64) error { return nil }}
 		r := NewReader(bufio.NewReader(strings.NewReader(in)), opts)
 		for i := 0; i < 50; i++ {
 			cmd, err := r.ReadCommand()

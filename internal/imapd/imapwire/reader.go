@@ -44,10 +44,14 @@ type Options struct {
 	// with LITERAL- (RFC 7888 section 5), where a larger one is refused
 	// with BAD [TOOBIG] and the connection closed.
 	MaxNonSync int64
-	// Continue is called before a synchronising literal is read; the
-	// server writes "+ Ready" (RFC 9051 section 7.5) and flushes. It may
-	// be nil when the server only accepts non-synchronising literals.
-	Continue func() error
+	// Continue is called before a synchronising literal of n octets is
+	// read, with the upper-case command name ("APPEND"); the server
+	// writes "+ Ready" (RFC 9051 section 7.5) and flushes. Returning an
+	// *Error refuses the literal instead (e.g. NO [TOOBIG] for an APPEND
+	// over APPENDLIMIT, RFC 7889): the reader fills in the tag and, as
+	// the client never sends the data, the session goes on. Any other
+	// error is returned as is. Nil means no continuation is written.
+	Continue func(command string, n int64) error
 }
 
 // Error is a command the reader refused. The server answers it with
@@ -83,6 +87,7 @@ type Reader struct {
 
 	// state of the command being parsed
 	tag   string
+	name  string // command name once known, for Continue
 	line  []byte // current line without CRLF
 	pos   int
 	total int64 // octets of the current command so far
@@ -433,7 +438,13 @@ func (r *Reader) literal(kind literalKind) ([]byte, bool, error) {
 		return nil, false, e
 	}
 	if sync && r.opts.Continue != nil {
-		if err := r.opts.Continue(); err != nil {
+		if err := r.opts.Continue(r.name, int64(n)); err != nil {
+			var pe *Error
+			if errors.As(err, &pe) {
+				e := *pe
+				e.Tag, e.Fatal = r.tag, false
+				return nil, false, &e
+			}
 			return nil, false, err
 		}
 	}
