@@ -1,6 +1,9 @@
 package imapwire
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // FetchItem is one fetch attribute (RFC 9051 section 6.4.5). Name is
 // upper-case: ENVELOPE, FLAGS, INTERNALDATE, RFC822.SIZE, RFC822,
@@ -239,4 +242,88 @@ func (r *Reader) section(binary bool) (*Section, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ResponseName is the item's name as a FETCH response carries it (RFC
+// 9051 section 7.5.2): BODY.PEEK answers as BODY, a partial as its
+// origin octet only ("BODY[]<0>"), header field names as requested.
+func (it FetchItem) ResponseName() string {
+	if it.Section == nil {
+		return it.Name
+	}
+	var b strings.Builder
+	b.WriteString(it.Name)
+	b.WriteByte('[')
+	b.WriteString(it.Section.String())
+	b.WriteByte(']')
+	if it.Partial != nil {
+		b.WriteByte('<')
+		b.WriteString(strconv.FormatUint(uint64(it.Partial.Offset), 10))
+		b.WriteByte('>')
+	}
+	return b.String()
+}
+
+// String is the section spec between the brackets, e.g.
+// "1.2.HEADER.FIELDS (DATE FROM)".
+func (s *Section) String() string {
+	var b strings.Builder
+	for i, p := range s.Part {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strconv.FormatUint(uint64(p), 10))
+	}
+	if s.Specifier != "" {
+		if len(s.Part) > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.Specifier)
+	}
+	if len(s.Fields) > 0 {
+		b.WriteString(" (")
+		for i, f := range s.Fields {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(astringText(f))
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// astringText renders s as an atom when it is one, else quoted; a field
+// name with CR, LF or 8-bit octets cannot be a header name and is
+// quoted with those octets replaced, as a section name cannot hold a
+// literal on the response's own line without breaking it.
+func astringText(s string) string {
+	atom := s != ""
+	for i := 0; i < len(s); i++ {
+		// "]" is an ASTRING-CHAR but would end the section early for
+		// a careless client parser; quote it.
+		if !isAtomChar(s[i]) {
+			atom = false
+			break
+		}
+	}
+	if atom && !equalFold(s, "NIL") {
+		return s
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c >= 0x7f:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
