@@ -865,6 +865,7 @@ func (r *Reader) parseSort() (any, error) {
 	if c.Charset, err = r.astring(); err != nil {
 		return nil, err
 	}
+	c.Charset = upper(c.Charset)
 	c.Key, err = r.searchProgram()
 	return &c, err
 }
@@ -885,6 +886,7 @@ func (r *Reader) parseThread() (any, error) {
 	if c.Charset, err = r.astring(); err != nil {
 		return nil, err
 	}
+	c.Charset = upper(c.Charset)
 	c.Key, err = r.searchProgram()
 	return &c, err
 }

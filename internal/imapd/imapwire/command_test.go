@@ -480,3 +480,26 @@ func TestContinueRefuses(t *testing.T) {
 		t.Errorf("got %v, want %v", err, boom)
 	}
 }
+
+func TestIdleAndAuthLines(t *testing.T) {
+	r := NewReader(bufio.NewReader(strings.NewReader("done\r\nNOPE\r\nAGpvZQBzZWNyZXQ=\r\n*\r\n\r\n!!!\r\n")), Options{})
+	if err := r.ReadDone(); err != nil {
+		t.Errorf("done: %v", err)
+	}
+	var pe *Error
+	if err := r.ReadDone(); !errors.As(err, &pe) {
+		t.Errorf("NOPE: %v", err)
+	}
+	if d, c, err := r.ReadAuthResponse(); err != nil || c || string(d) != "\x00joe\x00secret" {
+		t.Errorf("auth data: %q %v %v", d, c, err)
+	}
+	if _, c, err := r.ReadAuthResponse(); err != nil || !c {
+		t.Errorf("cancel: %v %v", c, err)
+	}
+	if d, c, err := r.ReadAuthResponse(); err != nil || c || len(d) != 0 {
+		t.Errorf("empty: %q %v %v", d, c, err)
+	}
+	if _, _, err := r.ReadAuthResponse(); !errors.As(err, &pe) {
+		t.Errorf("bad base64: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ package imapwire
 
 import (
 	"bufio"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +147,38 @@ func (r *Reader) readLine() error {
 		return &Error{Tag: r.tag, Code: "TOOBIG", Msg: "command too long", Fatal: true}
 	}
 	return nil
+}
+
+// ReadDone reads the line that ends IDLE: "DONE" in any case (RFC 2177
+// section 3, an ABNF string). Anything else is an *Error; the session
+// then ends the IDLE and answers BAD.
+func (r *Reader) ReadDone() error {
+	l, err := r.ReadLine()
+	if err != nil {
+		return err
+	}
+	if !equalFold(l, "DONE") {
+		return &Error{Msg: "expected DONE"}
+	}
+	return nil
+}
+
+// ReadAuthResponse reads one client line of an AUTHENTICATE exchange
+// (RFC 9051 section 6.2.2): base64 data, or "*" when the client cancels
+// (the server then answers BAD). An empty line is an empty response.
+func (r *Reader) ReadAuthResponse() (data []byte, cancelled bool, err error) {
+	l, err := r.ReadLine()
+	if err != nil {
+		return nil, false, err
+	}
+	if l == "*" {
+		return nil, true, nil
+	}
+	data, err = base64.StdEncoding.Strict().DecodeString(l)
+	if err != nil {
+		return nil, false, &Error{Msg: "invalid base64 in authentication response"}
+	}
+	return data, false, nil
 }
 
 // skipLongLine skips the rest of an over-long line (without keeping
