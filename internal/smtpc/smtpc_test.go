@@ -566,3 +566,35 @@ func TestConnectHonoursCancel(t *testing.T) {
 		t.Fatalf("Connect to a tarpit: %v after %v", err, time.Since(start))
 	}
 }
+
+// A smart host that offers only LOGIN gets LOGIN; one that offers neither
+// PLAIN nor LOGIN gets no password at all.
+func TestSmartHostLoginOnly(t *testing.T) {
+	for _, tc := range []struct {
+		mechs []string
+		ok    bool
+	}{
+		{[]string{"LOGIN"}, true},
+		{[]string{"CRAM-MD5"}, false},
+	} {
+		srv := smtptest.Start(t, smtptest.Options{TLS: true, Hostname: "smart.isp.test", User: "pp", Password: "pw", Mechanisms: tc.mechs})
+		dns, c := setup(t, 25)
+		dns.MustAdd(t, "smart.isp.test. 60 IN A 127.0.0.1")
+		c.RootCAs = srv.RootCAs
+		c.User, c.Password = "pp", "pw"
+		d := Destination{Host: "smart.isp.test", NoMX: true, Port: srv.Port(), Smart: true}
+		res, err := send(t, c, d, env("a@posthorn.test", "far@away.test"), testMsg)
+		if !tc.ok {
+			if err == nil || !strings.Contains(err.Error(), "neither AUTH PLAIN nor LOGIN") {
+				t.Errorf("%v: %v", tc.mechs, err)
+			}
+			continue
+		}
+		if err != nil || !res[0].Delivered {
+			t.Fatalf("%v: %+v %v", tc.mechs, res, err)
+		}
+		if m := srv.Wait(1, 5*time.Second); len(m) != 1 || m[0].AuthUser != "pp" {
+			t.Errorf("%v: received %+v", tc.mechs, m)
+		}
+	}
+}

@@ -34,7 +34,9 @@ type Options struct {
 	// User and Password, when set, are required (AUTH PLAIN/LOGIN, after TLS
 	// when TLS is on) before MAIL.
 	User, Password string
-	DSN            bool // advertise DSN
+	// Mechanisms offered for AUTH (default PLAIN and LOGIN).
+	Mechanisms []string
+	DSN        bool // advertise DSN
 	// Rcpt decides the reply to each RCPT (nil: accept all). Return an
 	// *smtp.SMTPError for a specific reply.
 	Rcpt func(to string) error
@@ -181,6 +183,9 @@ type session struct {
 func (ss *session) AuthMechanisms() []string {
 	if ss.s.opts.User == "" {
 		return nil
+	}
+	if ss.s.opts.Mechanisms != nil {
+		return ss.s.opts.Mechanisms
 	}
 	return []string{sasl.Plain, sasl.Login}
 }
