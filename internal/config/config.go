@@ -271,7 +271,12 @@ func Parse(path string, data []byte) (*Config, error) {
 			Msg:  fmt.Sprintf("unknown key %q", k.String()),
 		})
 	}
+	// delay_warning = "0s" turns the delay notice off; left out, it is 4h.
+	noDelayWarning := md.IsDefined("queue", "delay_warning") && c.Queue.DelayWarning == 0
 	c.applyDefaults()
+	if noDelayWarning {
+		c.Queue.DelayWarning = 0
+	}
 	c.resolvePaths(filepath.Dir(path))
 	c.tlsDefaults()
 	errs = append(errs, c.validate(data)...)

@@ -180,3 +180,13 @@ func TestQueueKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestDelayWarningOff(t *testing.T) {
+	c, err := Parse("/etc/posthorn/posthorn.toml", []byte(minimal+"[queue]\ndelay_warning = \"0s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.DelayWarning != 0 {
+		t.Errorf("delay_warning = \"0s\" gave %v, want 0 (off)", c.Queue.DelayWarning.D())
+	}
+}
