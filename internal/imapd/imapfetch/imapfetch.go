@@ -172,7 +172,13 @@ func (r *renderer) body(p *msg.Part, depth int) {
 	w.Open()
 	w.String(strings.ToUpper(typ)).SP().String(strings.ToUpper(sub)).SP()
 	// body-fields (RFC 9051 section 9).
-	r.params(p.Params).SP()
+	params := p.Params
+	if strings.EqualFold(typ, "text") && !hasParam(params, "charset") {
+		// RFC 2046 section 4.1.2: the charset of text/* defaults to
+		// US-ASCII; say so, as msg does for a part without Content-Type.
+		params = append(params[:len(params):len(params)], [2]string{"charset", "us-ascii"})
+	}
+	r.params(params).SP()
 	nstring(w, p.ID).SP()
 	nstring(w, p.Description).SP()
 	enc := p.Encoding
@@ -298,6 +304,15 @@ func (r *renderer) language(langs []string) *imapwire.Writer {
 		w.String(l)
 	}
 	return w.Close()
+}
+
+func hasParam(ps [][2]string, name string) bool {
+	for _, kv := range ps {
+		if strings.EqualFold(kv[0], name) {
+			return true
+		}
+	}
+	return false
 }
 
 func nonNeg(n int64) uint64 {
