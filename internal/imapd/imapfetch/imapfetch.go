@@ -170,7 +170,7 @@ func (r *renderer) body(p *msg.Part, depth int) {
 		return
 	}
 	w.Open()
-	w.String(strings.ToUpper(typ)).SP().String(strings.ToUpper(sub)).SP()
+	w.String(upper(typ)).SP().String(upper(sub)).SP()
 	// body-fields (RFC 9051 section 9).
 	params := p.Params
 	if strings.EqualFold(typ, "text") && !hasParam(params, "charset") {
@@ -185,7 +185,7 @@ func (r *renderer) body(p *msg.Part, depth int) {
 	if enc == "" {
 		enc = "7bit"
 	}
-	w.String(strings.ToUpper(enc)).SP()
+	w.String(upper(enc)).SP()
 	w.Number(nonNeg(p.Size()))
 	switch {
 	case r.isMessage(typ, sub):
@@ -232,7 +232,7 @@ func (r *renderer) multipart(p *msg.Part, sub string, depth int) {
 	for i := range p.Children {
 		r.body(&p.Children[i], depth+1)
 	}
-	w.SP().String(strings.ToUpper(sub))
+	w.SP().String(upper(sub))
 	if r.ext {
 		// body-ext-mpart: params, disposition, language, location.
 		w.SP()
@@ -261,7 +261,7 @@ func (r *renderer) params(ps [][2]string) *imapwire.Writer {
 		if i > 0 {
 			w.SP()
 		}
-		name, value := strings.ToUpper(kv[0]), kv[1]
+		name, value := upper(kv[0]), kv[1]
 		if !w.UTF8 && has8bit(value) && !strings.HasSuffix(name, "*") {
 			charset := "utf-8"
 			if !utf8.ValidString(value) {
@@ -282,7 +282,7 @@ func (r *renderer) disposition(p *msg.Part) *imapwire.Writer {
 	if p.Disposition == "" {
 		return w.Nil()
 	}
-	w.Open().String(strings.ToUpper(p.Disposition)).SP()
+	w.Open().String(upper(p.Disposition)).SP()
 	r.params(p.DispositionParams)
 	return w.Close()
 }
@@ -304,6 +304,36 @@ func (r *renderer) language(langs []string) *imapwire.Writer {
 		w.String(l)
 	}
 	return w.Close()
+}
+
+// upperCommon holds the upper-case forms of the usual MIME tokens, so that
+// writing them costs no allocation (FETCH BODYSTRUCTURE of a whole mailbox
+// writes them many thousand times).
+var upperCommon = map[string]string{}
+
+func init() {
+	for _, s := range []string{
+		"text", "plain", "html", "calendar", "enriched", "rfc822-headers",
+		"multipart", "mixed", "alternative", "related", "signed", "encrypted", "report", "digest",
+		"application", "octet-stream", "pdf", "pgp-signature", "pgp-encrypted", "pkcs7-signature",
+		"pkcs7-mime", "ics", "zip", "json", "xml", "msword", "ms-tnef",
+		"image", "jpeg", "png", "gif", "webp", "svg+xml", "audio", "video", "font",
+		"message", "rfc822", "global", "delivery-status", "disposition-notification",
+		"7bit", "8bit", "binary", "base64", "quoted-printable",
+		"charset", "name", "boundary", "filename", "format", "delsp", "method", "protocol",
+		"micalg", "report-type", "type", "start", "size", "creation-date", "modification-date",
+		"attachment", "inline",
+	} {
+		upperCommon[s] = strings.ToUpper(s)
+	}
+}
+
+// upper is strings.ToUpper, without allocating for the usual tokens.
+func upper(s string) string {
+	if u, ok := upperCommon[s]; ok {
+		return u
+	}
+	return strings.ToUpper(s)
 }
 
 func hasParam(ps [][2]string, name string) bool {
