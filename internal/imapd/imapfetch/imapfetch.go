@@ -63,8 +63,9 @@ func Envelope(w *imapwire.Writer, e *msg.Envelope) *imapwire.Writer {
 	return w.Close()
 }
 
-// nstring writes NIL for "" (msg does not tell an absent field from an
-// empty one; both mean "no value" to a client).
+// nstring writes NIL for "". msg does not tell an absent field from an
+// empty one; RFC 3501 section 7.4.2 notes that servers may return NIL for
+// "present but empty" and that clients treat NIL and "" alike.
 func nstring(w *imapwire.Writer, s string) *imapwire.Writer {
 	if s == "" {
 		return w.Nil()

@@ -292,6 +292,13 @@ Message-ID: <1@x>
 				` ((NIL "@relay.example" "s" "x.example")) NIL NIL "<0@x>" "<1@x>")`,
 		},
 		{
+			name:   "two groups, and a group without a name",
+			header: "To: g1: a@b;, g2: c@d, e@f;\r\nCc: :;\r\n\r\n",
+			want: `(NIL NIL NIL NIL NIL` +
+				` ((NIL NIL "g1" NIL)(NIL NIL "a" "b")(NIL NIL NIL NIL)(NIL NIL "g2" NIL)(NIL NIL "c" "d")(NIL NIL "e" "f")(NIL NIL NIL NIL))` +
+				` ((NIL NIL "" NIL)(NIL NIL NIL NIL)) NIL NIL NIL)`,
+		},
+		{
 			name:   "quotes and backslashes in the subject",
 			header: "Subject: say \"hi\" \\ ok\r\n\r\n",
 			want:   `(NIL "say \"hi\" \\ ok" NIL NIL NIL NIL NIL NIL NIL NIL)`,
