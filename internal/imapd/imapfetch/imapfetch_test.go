@@ -387,3 +387,24 @@ func TestEnvelopeDefaultsSenderAndReplyTo(t *testing.T) {
 		t.Errorf("nil envelope: %s", got)
 	}
 }
+
+// TestAddressListMarkers covers lists msg's parser does not make: a stray
+// group end, and a bare local part with no end after it (not a group).
+func TestAddressListMarkers(t *testing.T) {
+	tests := []struct {
+		to   []msg.Address
+		want string
+	}{
+		{[]msg.Address{{Mailbox: "x"}}, `((NIL NIL "x" ""))`},
+		{[]msg.Address{{Mailbox: "g"}, {}, {}}, `((NIL NIL "g" NIL)(NIL NIL NIL NIL))`},
+		{[]msg.Address{{}, {Mailbox: "a", Host: "b"}}, `((NIL NIL "a" "b"))`},
+		{[]msg.Address{{}}, `NIL`},
+	}
+	for _, tt := range tests {
+		got := render(t, false, func(w *imapwire.Writer) { Envelope(w, &msg.Envelope{To: tt.to}) })
+		want := `(NIL NIL NIL NIL NIL ` + tt.want + ` NIL NIL NIL NIL)`
+		if got != want {
+			t.Errorf("%+v:\n got %s\nwant %s", tt.to, got, want)
+		}
+	}
+}
