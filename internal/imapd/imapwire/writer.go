@@ -64,8 +64,9 @@ func (w *Writer) SP() *Writer { return w.raw(" ") }
 // Number writes a decimal number.
 func (w *Writer) Number(n uint64) *Writer {
 	if w.err == nil {
-		var buf [20]byte
-		_, w.err = w.bw.Write(strconv.AppendUint(buf[:0], n, 10))
+		// Appending into the writer's own free space allocates nothing
+		// (a local array escaped through Write, one allocation per number).
+		_, w.err = w.bw.Write(strconv.AppendUint(w.bw.AvailableBuffer(), n, 10))
 	}
 	return w
 }
