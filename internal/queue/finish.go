@@ -47,13 +47,12 @@ func (r *Runner) finish(run *entryRun) {
 			Final: rc.Address, Original: rc.ORCPT, Status: o.status,
 			RemoteMTA: o.remoteMTA, Diagnostic: o.diag, LastAttempt: now,
 		}
-		notify := NotifySet(rc.Notify)
 		switch {
 		case o.delivered:
 			rc.Status = store.RcptDelivered
 			// RFC 3461 section 6.2.6: a next hop without DSN gets the mail
 			// "relayed"; with DSN it reports success itself.
-			if notify["SUCCESS"] && !o.dsnOnward {
+			if Wants(rc.Notify, "SUCCESS") && !o.dsnOnward {
 				report.Action = dsn.ActionRelayed
 				successful = append(successful, report)
 			}
@@ -63,7 +62,7 @@ func (r *Runner) finish(run *entryRun) {
 			// An expired recipient keeps the class-4 status of its last
 			// temporary failure, as Postfix reports it (RFC 3464 section
 			// 2.3.4 allows "failed" with 4.x.x); the diagnostic says why.
-			if notify["FAILURE"] || len(notify) == 0 {
+			if Wants(rc.Notify, "FAILURE") {
 				report.Action = dsn.ActionFailed
 				failed = append(failed, report)
 			}
@@ -71,7 +70,7 @@ func (r *Runner) finish(run *entryRun) {
 		default:
 			pending++
 			maxAttempts = max(maxAttempts, rc.Attempts)
-			if notify["DELAY"] || len(notify) == 0 {
+			if Wants(rc.Notify, "DELAY") {
 				report.Action = dsn.ActionDelayed
 				report.WillRetryUntil = e.Created.Add(r.Config.Lifetime)
 				delayed = append(delayed, report)
@@ -152,16 +151,22 @@ func (r *Runner) notice(ctx context.Context, run *entryRun, rcpts []dsn.Recipien
 	r.Log.Info("queue notice", "queue_id", e.ID, "to", e.From, "action", string(rcpts[0].Action), "recipients", len(rcpts))
 }
 
-// NotifySet reads an RFC 3461 NOTIFY value ("SUCCESS,DELAY") into a set of
-// upper-case keywords; an empty set means the default (failures and delays).
-func NotifySet(s string) map[string]bool {
-	m := map[string]bool{}
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.ToUpper(strings.TrimSpace(v)); v != "" {
-			m[v] = true
+// Wants reports whether an RFC 3461 NOTIFY value asks for notices of kind
+// (SUCCESS, FAILURE or DELAY). Without NOTIFY the sender gets failures and
+// delays, as Sendmail sends them (section 4.1 leaves the default to us).
+// It allocates nothing: it runs for every recipient of every message.
+func Wants(notify, kind string) bool {
+	if notify == "" {
+		return kind == "FAILURE" || kind == "DELAY"
+	}
+	for notify != "" {
+		var v string
+		v, notify, _ = strings.Cut(notify, ",")
+		if strings.EqualFold(strings.TrimSpace(v), kind) {
+			return true
 		}
 	}
-	return m
+	return false
 }
 
 func (r *Runner) runCtx() context.Context {

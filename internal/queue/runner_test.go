@@ -525,3 +525,20 @@ func TestScanDoesNotResendFromStaleState(t *testing.T) {
 		t.Errorf("now@remote.test got %d copies, want 1", n)
 	}
 }
+
+func TestWants(t *testing.T) {
+	for _, tc := range []struct {
+		notify, kind string
+		want         bool
+	}{
+		{"", "FAILURE", true}, {"", "DELAY", true}, {"", "SUCCESS", false},
+		{"NEVER", "FAILURE", false}, {"NEVER", "DELAY", false},
+		{"SUCCESS", "SUCCESS", true}, {"SUCCESS", "FAILURE", false},
+		{"SUCCESS,DELAY", "DELAY", true}, {"success,failure", "FAILURE", true},
+		{"FAILURE", "DELAY", false}, {"SUCCESSX", "SUCCESS", false},
+	} {
+		if got := Wants(tc.notify, tc.kind); got != tc.want {
+			t.Errorf("Wants(%q, %q) = %v, want %v", tc.notify, tc.kind, got, tc.want)
+		}
+	}
+}

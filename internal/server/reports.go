@@ -28,7 +28,7 @@ const maxReturnedLocal = 10 << 20
 
 func (d reportingDeliverer) Deliver(ctx context.Context, env *deliver.Envelope, body store.Body) (*deliver.Result, error) {
 	res, err := d.s.deliverer.Deliver(ctx, env, body)
-	if err != nil || env.Null {
+	if err != nil || env.Null || !mayReport(env, res) {
 		return res, err
 	}
 	var failed, delivered []dsn.Recipient
@@ -41,9 +41,7 @@ func (d reportingDeliverer) Deliver(ctx context.Context, env *deliver.Envelope, 
 		failedFor[strings.ToLower(f.Recipient.String())] = true
 	}
 	for _, r := range env.Recipients {
-		notify := queue.NotifySet(r.Notify)
-		wantFailure := notify["FAILURE"] || len(notify) == 0
-		if wantFailure {
+		if queue.Wants(r.Notify, "FAILURE") {
 			for _, e := range r.Failed {
 				failed = append(failed, report(r, r.Address.String(), dsn.ActionFailed, statusOf(e), e.Error()))
 			}
@@ -53,7 +51,7 @@ func (d reportingDeliverer) Deliver(ctx context.Context, env *deliver.Envelope, 
 				}
 			}
 		}
-		if notify["SUCCESS"] && !failedFor[strings.ToLower(r.Address.String())] && hasLocal(r.Targets) {
+		if queue.Wants(r.Notify, "SUCCESS") && !failedFor[strings.ToLower(r.Address.String())] && hasLocal(r.Targets) {
 			delivered = append(delivered, report(r, r.Address.String(), dsn.ActionDelivered, "2.0.0", ""))
 		}
 	}
@@ -64,6 +62,20 @@ func (d reportingDeliverer) Deliver(ctx context.Context, env *deliver.Envelope, 
 		d.s.report(ctx, env, body, delivered, false)
 	}
 	return res, nil
+}
+
+// mayReport says whether a delivery can need a notice at all, so that the
+// common one (no failure, no NOTIFY=SUCCESS) costs nothing more.
+func mayReport(env *deliver.Envelope, res *deliver.Result) bool {
+	if len(res.Failures) > 0 {
+		return true
+	}
+	for _, r := range env.Recipients {
+		if len(r.Failed) > 0 || r.Notify != "" && queue.Wants(r.Notify, "SUCCESS") {
+			return true
+		}
+	}
+	return false
 }
 
 func hasLocal(ts []route.Target) bool {
