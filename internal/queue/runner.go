@@ -38,6 +38,9 @@ type Config struct {
 	// MaxReturned is the size above which a bounce returns only the original's
 	// header (10 MiB).
 	MaxReturned int
+	// HandOffGrace is how long a new entry is left to its hand-over before a
+	// scan takes it (10 s; after a restart, that is how long new mail waits).
+	HandOffGrace time.Duration
 }
 
 // Notifier hands a notice (bounce, delay, success) to local delivery or the
@@ -67,7 +70,6 @@ type Runner struct {
 	active map[string]*entryRun // queue ID -> attempt in progress
 	dests  map[string]*dest
 	conns  int
-	newIDs []string // queued since the last look (Enqueued)
 	newEnt []handOff
 	// held is the size of the message bytes handed over in memory and not
 	// yet sent; over maxHeld, bodies are read from the store instead.
@@ -137,6 +139,7 @@ func (r *Runner) init() {
 	def(&c.MaxBackoff, config.DefaultMaxBackoff)
 	def(&c.ScanInterval, 2*time.Second)
 	def(&c.IdleTimeout, 2*time.Second)
+	def(&c.HandOffGrace, 10*time.Second)
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = config.DefaultQueueConnections
 	}
@@ -154,20 +157,10 @@ func (r *Runner) init() {
 	r.dests = map[string]*dest{}
 }
 
-// Enqueued tells the runner that an entry was just queued, so that it goes
-// out at once rather than at the next scan. Safe to call before Run.
-func (r *Runner) Enqueued(id string) {
-	r.mu.Lock()
-	if r.kick != nil {
-		r.newIDs = append(r.newIDs, id)
-	}
-	r.mu.Unlock()
-	r.Kick()
-}
-
-// EnqueuedEntry is Enqueued for a delivery that hands over the entry it
-// made, and the message's bytes when small (body may be nil): the runner
-// then reads neither back from the store.
+// EnqueuedEntry tells the runner that an entry was just queued, so that it
+// goes out at once rather than at a later scan: the delivery hands over the
+// entry it made, and the message's bytes when small (body may be nil), which
+// the runner then does not read back from the store. Safe to call before Run.
 func (r *Runner) EnqueuedEntry(e *store.QueueEntry, body []byte) {
 	r.mu.Lock()
 	if r.kick != nil {
@@ -227,29 +220,16 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// takeNew starts the entries Enqueued named.
+// takeNew starts the entries handed over by EnqueuedEntry.
 func (r *Runner) takeNew(ctx context.Context) {
 	r.mu.Lock()
-	ids, ents := r.newIDs, r.newEnt
-	r.newIDs, r.newEnt = nil, nil
+	ents := r.newEnt
+	r.newEnt = nil
 	r.mu.Unlock()
 	for _, h := range ents {
 		if !r.startRun(ctx, *h.e, h.body) {
 			r.release(h.body)
 		}
-	}
-	for _, id := range ids {
-		e, err := r.Store.GetQueueEntry(ctx, id)
-		if err != nil {
-			if !errors.Is(err, store.ErrNotFound) {
-				r.Log.Warn("queue: reading an entry", "queue_id", id, "err", err)
-			}
-			continue
-		}
-		if e.Held {
-			continue
-		}
-		r.start(ctx, *e)
 	}
 }
 
@@ -266,7 +246,7 @@ func (r *Runner) scan(ctx context.Context) {
 	}
 	now := r.now()
 	for _, e := range due {
-		if now.Sub(e.Created) < handOffGrace && neverTried(e) {
+		if now.Sub(e.Created) < r.Config.HandOffGrace && neverTried(e) {
 			// Just queued: its delivery hands it over (EnqueuedEntry), and
 			// starting it here too could send it twice.
 			continue
@@ -274,10 +254,6 @@ func (r *Runner) scan(ctx context.Context) {
 		r.startScanned(ctx, e.ID)
 	}
 }
-
-// handOffGrace is how long a new entry is left to its hand-over before a
-// scan takes it (after a restart, that is how long new mail waits).
-const handOffGrace = 10 * time.Second
 
 func neverTried(e store.QueueEntry) bool {
 	for _, rc := range e.Recipients {
