@@ -20,15 +20,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/posthorn/posthorn/internal/auth"
+	"github.com/posthorn/posthorn/internal/netserve"
 	"github.com/posthorn/posthorn/internal/store"
 )
 
@@ -80,20 +79,17 @@ type Server struct {
 	Auth  *auth.Authenticator
 	Log   *slog.Logger
 
-	initOnce  sync.Once
-	ctx       context.Context // logins; ends when Shutdown begins (a throttled login waits no longer)
-	cancel    context.CancelFunc
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
-	locked    map[int64]bool // accounts whose maildrop a session holds
-	wg        sync.WaitGroup
+	initOnce sync.Once
+	reg      netserve.Server // the accept loop, the caps, Shutdown
+	ctx      context.Context // logins; ends when Shutdown begins (a throttled login waits no longer)
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	locked   map[int64]bool // accounts whose maildrop a session holds
 }
 
-// ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
-var ErrServerClosed = errors.New("pop3d: server closed")
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown. It is
+// netserve.ErrServerClosed, the same for every protocol server.
+var ErrServerClosed = netserve.ErrServerClosed
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
@@ -102,9 +98,14 @@ func (s *Server) init() {
 			s.Log = slog.Default()
 		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
-		s.listeners = map[net.Listener]struct{}{}
-		s.sessions = map[*session]struct{}{}
-		s.perIP = map[netip.Addr]int{}
+		s.reg = netserve.Server{
+			Name:          "pop3",
+			MaxConns:      s.MaxConns,
+			MaxConnsPerIP: s.MaxConnsPerIP,
+			Log:           s.Log,
+			// SYS/TEMP: a problem that should pass (RFC 3206 section 4).
+			Refusal: func(why string) string { return "-ERR [SYS/TEMP] " + why + "\r\n" },
+		}
 		s.locked = map[int64]bool{}
 	})
 }
@@ -124,93 +125,30 @@ func (s *Server) ServeTLS(l net.Listener) error {
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	s.init()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-				s.Log.Warn("pop3 accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("pop3d: accept: %w", err)
-		}
-		backoff = 0
-		c := s.register(nc)
-		if c == nil {
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.release(c)
-			c.serve(implicitTLS)
-		}()
-	}
+	return s.reg.Serve(l, implicitTLS, func(nc net.Conn, ip netip.Addr) netserve.Session {
+		return regSession{newSession(s, nc, ip), implicitTLS}
+	})
 }
 
-// register makes a session for nc, or refuses nc when a cap is reached or the
-// server is shutting down.
+// regSession is a session as the registry sees it.
+type regSession struct {
+	c           *session
+	implicitTLS bool
+}
+
+func (r regSession) Serve()    { r.c.serve(r.implicitTLS) }
+func (r regSession) Shutdown() { r.c.shutdown() }
+func (r regSession) Close()    { r.c.raw.Close() }
+
+// register makes a session for nc outside the registry, and release is its
+// pair: the fuzz test runs sessions over net.Pipe this way, with no listener.
+// Such a session is not counted by the caps nor ended by Shutdown.
 func (s *Server) register(nc net.Conn) *session {
-	ip := remoteIP(nc)
-	s.mu.Lock()
-	var why string
-	switch {
-	case s.closing:
-		why = "server shutting down"
-	case len(s.sessions) >= s.MaxConns:
-		why = "too many connections, try again later"
-	case s.perIP[ip] >= s.MaxConnsPerIP:
-		why = "too many connections from your address, try again later"
-	}
-	if why != "" {
-		s.mu.Unlock()
-		s.Log.Info("pop3 connection refused", "ip", ipString(ip), "reason", why)
-		// From a goroutine: a client that does not read must not stall the
-		// accept loop. On a TLS listener the client expects a handshake and
-		// will not read this; closing is all it needs.
-		go func() {
-			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(nc, "-ERR [SYS/TEMP] %s\r\n", why)
-			nc.Close()
-		}()
-		return nil
-	}
-	c := newSession(s, nc, ip)
-	s.sessions[c] = struct{}{}
-	s.perIP[ip]++
-	s.mu.Unlock()
-	return c
+	s.init()
+	return newSession(s, nc, netserve.RemoteIP(nc))
 }
 
-func (s *Server) release(c *session) {
-	s.mu.Lock()
-	delete(s.sessions, c)
-	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
-		delete(s.perIP, c.ip)
-	}
-	s.mu.Unlock()
-}
+func (s *Server) release(*session) {}
 
 // lock takes the maildrop of an account for one session (RFC 1939 section 8);
 // false when another session holds it.
@@ -237,49 +175,5 @@ func (s *Server) unlock(accountID int64) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.cancel()
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.sessions {
-		c.shutdown()
-	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.sessions {
-			c.raw.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
-}
-
-func remoteIP(nc net.Conn) netip.Addr {
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	if nc.RemoteAddr() == nil {
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
-func ipString(ip netip.Addr) string {
-	if !ip.IsValid() {
-		return "-"
-	}
-	return ip.String()
+	return s.reg.Shutdown(ctx)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/posthorn/posthorn/internal/auth"
+	"github.com/posthorn/posthorn/internal/netserve"
 	"github.com/posthorn/posthorn/internal/store"
 )
 
@@ -30,29 +31,6 @@ const (
 	stateAuthorization state = iota
 	stateTransaction
 )
-
-// deadlineConn sets the deadline before every read and write of the socket, so
-// that the idle timeout bounds each wait for the client, and makes reads end
-// at once after shutdown.
-type deadlineConn struct {
-	net.Conn
-	timeout time.Duration
-	stop    *atomic.Bool
-}
-
-func (d *deadlineConn) Read(p []byte) (int, error) {
-	if d.stop.Load() {
-		d.Conn.SetReadDeadline(time.Now())
-	} else {
-		d.Conn.SetReadDeadline(time.Now().Add(d.timeout))
-	}
-	return d.Conn.Read(p)
-}
-
-func (d *deadlineConn) Write(p []byte) (int, error) {
-	d.Conn.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.Conn.Write(p)
-}
 
 // message is one message of the maildrop as the session numbers it.
 type message struct {
@@ -101,7 +79,7 @@ func newSession(s *Server, nc net.Conn, ip netip.Addr) *session {
 // setConn puts the reader and writer over nc (the socket, or TLS over it).
 // Anything the old reader held is dropped with it.
 func (c *session) setConn(nc net.Conn) {
-	c.conn = &deadlineConn{Conn: nc, timeout: c.srv.IdleTimeout, stop: &c.stop}
+	c.conn = &netserve.DeadlineConn{Conn: nc, Timeout: c.srv.IdleTimeout, Stopped: &c.stop}
 	c.br = bufio.NewReaderSize(c.conn, 1024)
 	c.bw = bufio.NewWriterSize(c.conn, 32<<10)
 }
@@ -146,7 +124,7 @@ func (c *session) serve(implicitTLS bool) {
 		tc.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.ended = "TLS handshake failed"
-			c.srv.Log.Debug("pop3 TLS handshake failed", "ip", ipString(c.ip), "err", err)
+			c.srv.Log.Debug("pop3 TLS handshake failed", "ip", netserve.IPString(c.ip), "err", err)
 			return
 		}
 		tc.SetDeadline(time.Time{})
@@ -480,7 +458,7 @@ func (c *session) authFailed(err error) {
 	case errors.Is(err, auth.ErrUnsupported):
 		c.fail("-ERR Unsupported SASL mechanism")
 	default:
-		c.srv.Log.Error("pop3 login", "ip", ipString(c.ip), "err", err)
+		c.srv.Log.Error("pop3 login", "ip", netserve.IPString(c.ip), "err", err)
 		c.fail("-ERR [SYS/TEMP] Cannot check the login now; try again later")
 	}
 }
@@ -536,7 +514,7 @@ func (c *session) cmdStls(cmd command) {
 		// Commands pipelined after STLS came in clear before the handshake:
 		// they are thrown away with the old reader, never run inside TLS
 		// (CVE-2011-0411; RFC 2595 section 4 does not allow them).
-		c.srv.Log.Warn("pop3 plaintext pipelined after STLS dropped", "ip", ipString(c.ip), "bytes", n)
+		c.srv.Log.Warn("pop3 plaintext pipelined after STLS dropped", "ip", netserve.IPString(c.ip), "bytes", n)
 	}
 	c.reply("+OK Begin TLS negotiation")
 	if err := c.bw.Flush(); err != nil {
@@ -546,7 +524,7 @@ func (c *session) cmdStls(cmd command) {
 	tc := tls.Server(c.raw, c.srv.TLSConfig)
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
-		c.srv.Log.Info("pop3 TLS handshake failed", "ip", ipString(c.ip), "err", err)
+		c.srv.Log.Info("pop3 TLS handshake failed", "ip", netserve.IPString(c.ip), "err", err)
 		c.quit, c.ended = true, "TLS handshake failed"
 		return
 	}
@@ -789,7 +767,7 @@ func (c *session) logEnd() {
 	if c.ended == "" {
 		c.ended = "closed"
 	}
-	c.srv.Log.Info("pop3 session", "ip", ipString(c.ip), "user", user, "tls", c.tls,
+	c.srv.Log.Info("pop3 session", "ip", netserve.IPString(c.ip), "user", user, "tls", c.tls,
 		"retrieved", c.retrieved, "retrieved_bytes", c.retrievedBytes, "deleted", c.deleted,
 		"duration", time.Since(c.start).Round(time.Millisecond), "end", c.ended)
 }
