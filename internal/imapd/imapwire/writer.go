@@ -240,3 +240,22 @@ func (w *Writer) Refuse(e *Error) *Writer {
 	}
 	return w
 }
+
+// LiteralFrom writes a literal of n octets read from r ({n}, or ~{n} for
+// literal8 when binary), streaming instead of holding the data. A short
+// read is an error: the literal's length is already on the wire, so the
+// caller must close the connection.
+func (w *Writer) LiteralFrom(r io.Reader, n int64, binary bool) *Writer {
+	if binary {
+		w.raw("~")
+	}
+	w.raw("{").Number(uint64(n)).raw("}\r\n")
+	if w.err == nil {
+		var copied int64
+		copied, w.err = io.CopyN(w.bw, r, n)
+		if w.err == nil && copied != n {
+			w.err = io.ErrUnexpectedEOF
+		}
+	}
+	return w
+}
