@@ -224,6 +224,12 @@ func references(nodes []*tnode, ids, inReplyTo []string, refs [][]string) []*tno
 		if len(r) == 0 && inReplyTo[p] != "" {
 			r = []string{inReplyTo[p]}
 		}
+		if own := ids[p]; own != "" && byID[own] == cur {
+			// A message that names itself as a reference would, read
+			// literally, lose its parent in step 1.B (the link would be
+			// a loop): its own ID is not a reference.
+			r = dropID(r, own)
+		}
 		// (1)(A) Link the references in a chain, never changing an
 		// existing parent and never making a loop.
 		var prev *tnode
@@ -314,6 +320,16 @@ func references(nodes []*tnode, ids, inReplyTo []string, refs [][]string) []*tno
 	// parents so that a dummy sorts by its first child.
 	sortTree(roots)
 	return roots
+}
+
+func dropID(refs []string, id string) []string {
+	var out []string
+	for _, r := range refs {
+		if r != id {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // prune is step (3): a dummy without children goes, a dummy with children
