@@ -44,6 +44,7 @@ import (
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/netserve"
 	"github.com/posthorn/posthorn/internal/route"
 	"github.com/posthorn/posthorn/internal/store"
 )
@@ -53,8 +54,8 @@ type Config struct {
 	Hostname        string        // our name, in the greeting and Received: headers
 	MaxMessageBytes int64         // SIZE limit (RFC 1870)
 	MaxRecipients   int           // per message; RFC 5321 section 4.5.3.1.8 wants >= 100
-	MaxConnsPerIP   int           // simultaneous connections from one client address
-	MaxConns        int           // simultaneous connections in total
+	MaxConnsPerIP   int           // simultaneous connections from one client address (0: 50)
+	MaxConns        int           // simultaneous connections in total (0: 1000)
 	CommandTimeout  time.Duration // RFC 5321 section 4.5.3.2: at least 5 minutes
 	DataTimeout     time.Duration // for each read of message data
 	MaxLineLength   int           // a command line, CRLF included
@@ -105,13 +106,8 @@ type Server struct {
 	// Auth checks logins (AUTH); nil: AUTH is not offered.
 	Auth *auth.Authenticator
 
-	initOnce  sync.Once
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	perIP     map[netip.Addr]int
-	closing   bool
-	wg        sync.WaitGroup
+	initOnce sync.Once
+	reg      netserve.Server // the accept loop, the caps, Shutdown
 }
 
 func (s *Server) init() {
@@ -120,62 +116,27 @@ func (s *Server) init() {
 		if s.Log == nil {
 			s.Log = slog.Default()
 		}
-		s.listeners = map[net.Listener]struct{}{}
-		s.conns = map[*conn]struct{}{}
-		s.perIP = map[netip.Addr]int{}
+		s.reg = netserve.Server{
+			Name:          "smtp",
+			MaxConns:      s.MaxConns,
+			MaxConnsPerIP: s.MaxConnsPerIP,
+			Log:           s.Log,
+			Refusal:       refusal,
+		}
 	})
 }
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("smtpd: server closed")
+// ErrServerClosed is returned by Serve after Shutdown. It is
+// netserve.ErrServerClosed, the same for every protocol server.
+var ErrServerClosed = netserve.ErrServerClosed
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	var backoff time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-				s.Log.Warn("smtp accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("smtpd: accept: %w", err)
-		}
-		backoff = 0
-		c := s.newConn(nc)
-		if c == nil {
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.release(c)
-			c.serve()
-		}()
-	}
+	// implicitTLS is false even under ServeTLS: its listener hands out
+	// *tls.Conn, so the refusal line goes out over TLS (under a bounded
+	// handshake) and conn.serve does the session's handshake itself.
+	return s.reg.Serve(l, false, s.newSession)
 }
 
 // ServeTLS accepts connections on l that start with a TLS handshake
@@ -192,55 +153,31 @@ func (s *Server) ServeTLS(l net.Listener) error {
 // input and output). The connection caps apply as for any other.
 func (s *Server) ServeConn(nc net.Conn) {
 	s.init()
-	c := s.newConn(nc)
-	if c == nil {
-		return
-	}
-	s.wg.Add(1)
-	defer s.wg.Done()
-	defer s.release(c)
-	c.serve()
+	s.reg.ServeConn(nc, s.newSession)
 }
 
-// newConn registers a connection, or refuses it when a connection cap is reached.
-func (s *Server) newConn(nc net.Conn) *conn {
-	ip := remoteIP(nc)
-	s.mu.Lock()
-	var refuse *Reply
-	switch {
-	case s.closing:
-		refuse = &replyShutdown
-	case s.MaxConns > 0 && len(s.conns) >= s.MaxConns:
-		refuse = &Reply{421, "4.3.2", "Too many connections, try again later"}
-	case s.MaxConnsPerIP > 0 && s.perIP[ip] >= s.MaxConnsPerIP:
-		refuse = &Reply{421, "4.7.0", "Too many connections from your address, try again later"}
-	}
-	if refuse != nil {
-		s.mu.Unlock()
-		s.Log.Info("smtp connection refused", "client_ip", ip.String(), "reason", refuse.Text)
-		// Said from a goroutine: a client that does not read must not stall
-		// the accept loop.
-		go func() {
-			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(nc, "%d %s %s\r\n", refuse.Code, refuse.Enhanced, refuse.Text)
-			nc.Close()
-		}()
-		return nil
-	}
-	c := newConn(s, nc, ip)
-	s.conns[c] = struct{}{}
-	s.perIP[ip]++
-	s.mu.Unlock()
-	return c
+func (s *Server) newSession(nc net.Conn, ip netip.Addr) netserve.Session {
+	return regConn{newConn(s, nc, ip)}
 }
 
-func (s *Server) release(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
-		delete(s.perIP, c.ip)
+// regConn is a conn as the registry sees it.
+type regConn struct{ c *conn }
+
+func (r regConn) Serve()    { r.c.serve() }
+func (r regConn) Shutdown() { r.c.shutdown() }
+func (r regConn) Close()    { r.c.raw.Close() }
+
+// refusal is the reply to a connection refused by the registry: 421 (RFC
+// 5321 section 3.8), with the enhanced code of RFC 3463 for the reason.
+func refusal(why string) string {
+	r := Reply{421, "4.3.2", "Too many connections, try again later"}
+	switch why {
+	case netserve.WhyShuttingDown:
+		r = replyShutdown
+	case netserve.WhyTooManyFromIP:
+		r = Reply{421, "4.7.0", "Too many connections from your address, try again later"}
 	}
-	s.mu.Unlock()
+	return fmt.Sprintf("%d %s %s\r\n", r.Code, r.Enhanced, r.Text)
 }
 
 // Shutdown stops accepting connections, lets transactions in progress finish
@@ -248,39 +185,5 @@ func (s *Server) release(c *conn) {
 // commands are told 421 and closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.shutdown()
-	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.raw.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
-}
-
-func remoteIP(nc net.Conn) netip.Addr {
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
+	return s.reg.Shutdown(ctx)
 }
