@@ -80,12 +80,6 @@ type Aliases struct {
 	ProgramTimeout Duration `toml:"program_timeout"`
 }
 
-// IMAP configures the IMAP listeners.
-type IMAP struct {
-	Listen    Listeners `toml:"listen"`
-	TLSListen Listeners `toml:"tls_listen"`
-}
-
 // POP3 configures the POP3 listeners.
 type POP3 struct {
 	Listen    Listeners `toml:"listen"`
@@ -274,6 +268,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	// delay_warning = "0s" turns the delay notice off; left out, it is 4h.
 	noDelayWarning := md.IsDefined("queue", "delay_warning") && c.Queue.DelayWarning == 0
 	c.applyDefaults()
+	c.imapDefaults(md.IsDefined)
 	if noDelayWarning {
 		c.Queue.DelayWarning = 0
 	}
@@ -428,6 +423,7 @@ func (c *Config) validate(data []byte) []error {
 		bad("queue.min_backoff", "%v is more than max_backoff (%v)", c.Queue.MinBackoff.D(), c.Queue.MaxBackoff.D())
 	}
 	c.validateTLS(bad)
+	c.validateIMAP(bad)
 	if c.SMTP.SmartHost != "" {
 		if _, _, err := ParseSmartHost(c.SMTP.SmartHost); err != nil {
 			bad("smtp.smart_host", "%v", err)

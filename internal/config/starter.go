@@ -94,6 +94,14 @@ maps_dir = %q
 # smart_host_user = "you@your-isp.example"
 # smart_host_password_file = "/etc/posthorn/smarthost.password"
 
+[imap]
+# Mail programs (Thunderbird, a phone, mbsync, mutt) read and sort mail here.
+# Off until listed. Passwords are taken over TLS, or from 127.0.0.1 (see [auth]).
+# listen = ["0.0.0.0:143", "[::]:143"]       # STARTTLS, then a login
+# tls_listen = ["0.0.0.0:993", "[::]:993"]   # TLS from the first byte; needs [tls]
+# append_limit = "64MiB"     # the largest message a client may upload (APPEND)
+# idle_timeout = "30m"       # a silent logged-in client is cut after this (30m at least)
+
 [pop3]
 # Mail programs download the INBOX here (fetchmail, a phone's POP account).
 # Off until listed. Passwords are taken over TLS, or from 127.0.0.1 (see [auth]).
