@@ -283,8 +283,18 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  hostname   %s\n", cfg.Hostname)
 	fmt.Fprintf(stdout, "  data_dir   %s\n", cfg.DataDir)
 	fmt.Fprintf(stdout, "  maps_dir   %s\n", cfg.MapsDir)
-	for _, l := range cfg.SMTP.Listen {
-		fmt.Fprintf(stdout, "  smtp       %s\n", l)
+	for _, ls := range []struct {
+		kind  string
+		addrs config.Listeners
+	}{
+		{"smtp", cfg.SMTP.Listen},
+		{"submission", cfg.SMTP.SubmissionListen}, {"submissions", cfg.SMTP.SubmissionsListen},
+		{"pop3", cfg.POP3.Listen}, {"pop3s", cfg.POP3.TLSListen},
+		{"imap", cfg.IMAP.Listen}, {"imaps", cfg.IMAP.TLSListen},
+	} {
+		for _, l := range ls.addrs {
+			fmt.Fprintf(stdout, "  %-10s %s\n", ls.kind, l)
+		}
 	}
 	if cfg.TLS.CertFile != "" {
 		fmt.Fprintf(stdout, "  tls        %s\n", cfg.TLS.CertFile)

@@ -37,6 +37,9 @@ const (
 	// The POP3 ports, added likewise when the config names none.
 	devPOP3  = "127.0.0.1:2110"
 	devPOP3S = "127.0.0.1:2995"
+	// The IMAP ports, likewise.
+	devIMAP  = "127.0.0.1:2143"
+	devIMAPS = "127.0.0.1:2993"
 )
 
 func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -73,6 +76,9 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	if *dev && len(cfg.POP3.Listen) == 0 && len(cfg.POP3.TLSListen) == 0 {
 		cfg.POP3.Listen, cfg.POP3.TLSListen = config.Listeners{devPOP3}, config.Listeners{devPOP3S}
+	}
+	if *dev && len(cfg.IMAP.Listen) == 0 && len(cfg.IMAP.TLSListen) == 0 {
+		cfg.IMAP.Listen, cfg.IMAP.TLSListen = config.Listeners{devIMAP}, config.Listeners{devIMAPS}
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	// $POSTHORN_CPUPROFILE: a CPU profile of the whole run, for `go tool
@@ -220,6 +226,12 @@ func printDev(w io.Writer, cfg *config.Config, srv *server.Server, password stri
 		case "pop3s":
 			fmt.Fprintf(w, "  POP3S:    %s (implicit TLS)\n", l.Addr)
 			fmt.Fprintf(w, "            try: curl -k pop3s://%s/ -u %s:%s\n", l.Addr, devUser, password)
+		case "imap":
+			fmt.Fprintf(w, "  IMAP:     %s (STARTTLS, then log in as %s)\n", l.Addr, devUser)
+			fmt.Fprintf(w, "            try: curl -k --ssl-reqd 'imap://%s/INBOX;UID=1' -u %s:%s\n", l.Addr, devUser, password)
+		case "imaps":
+			fmt.Fprintf(w, "  IMAPS:    %s (implicit TLS)\n", l.Addr)
+			fmt.Fprintf(w, "            try: curl -k imaps://%s/ -u %s:%s\n", l.Addr, devUser, password)
 		}
 	}
 	fmt.Fprintf(w, "  tables:   edit %s/{access,aliases,local-host-names,virtusertable}: they reload by themselves\n", dir)

@@ -26,6 +26,7 @@ import (
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
+	"github.com/posthorn/posthorn/internal/imapd"
 	"github.com/posthorn/posthorn/internal/maildrop"
 	"github.com/posthorn/posthorn/internal/maps"
 	"github.com/posthorn/posthorn/internal/pop3d"
@@ -55,12 +56,13 @@ type Server struct {
 	// Queue delivers the outbound queue.
 	Queue *queue.Runner
 	// Auth checks every protocol's logins: one, so that throttling counts
-	// failures across SMTP, POP3 and the rest.
+	// failures across SMTP, POP3, IMAP and the rest.
 	Auth *auth.Authenticator
 
 	smtp       *smtpd.Server
 	submission *smtpd.Server // ports 587 and 465 (RFC 6409, RFC 8314)
 	pop3       *pop3d.Server // ports 110 (STLS) and 995 (implicit TLS)
+	imap       *imapd.Server // ports 143 (STARTTLS) and 993 (implicit TLS)
 	pickup     *maildrop.Pickup
 	router     *route.Resolver
 	deliverer  *deliver.Deliverer
@@ -68,7 +70,7 @@ type Server struct {
 }
 
 type listener struct {
-	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS), "pop3" (110, STLS), "pop3s" (995)
+	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS), "pop3" (110, STLS), "pop3s" (995), "imap" (143, STARTTLS), "imaps" (993)
 	ln   net.Listener
 }
 
@@ -116,6 +118,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}{
 		{"pop3", "[pop3] listen", cfg.POP3.Listen},
 		{"pop3s", "[pop3] tls_listen", cfg.POP3.TLSListen},
+		{"imap", "[imap] listen", cfg.IMAP.Listen},
+		{"imaps", "[imap] tls_listen", cfg.IMAP.TLSListen},
 	} {
 		for _, a := range p.addrs {
 			ln, err := net.Listen("tcp", a)
@@ -139,6 +143,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	if len(cfg.POP3.TLSListen) > 0 && tlsConfig == nil {
 		return nil, errors.New("[pop3] tls_listen is implicit TLS and needs a certificate ([tls])")
+	}
+	if len(cfg.IMAP.TLSListen) > 0 && tlsConfig == nil {
+		return nil, errors.New("[imap] tls_listen is implicit TLS and needs a certificate ([tls])")
 	}
 	// Secrets, like the key, are read while still root: the SRS secret, the
 	// smart host's password, its CA.
@@ -253,6 +260,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Auth:   s.Auth,
 		Log:    log,
 	}
+	s.imap = &imapd.Server{
+		Config: imapd.Config{
+			Hostname:    cfg.Hostname,
+			TLSConfig:   tlsConfig,
+			AppendLimit: int64(cfg.IMAP.AppendLimit),
+			IdleTimeout: cfg.IMAP.IdleTimeout.D(),
+		},
+		Store: st,
+		Auth:  s.Auth,
+		Log:   log,
+	}
 	ok = true
 	return s, nil
 }
@@ -330,11 +348,15 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 			serve = s.pop3.Serve
 		case "pop3s":
 			serve = s.pop3.ServeTLS
+		case "imap":
+			serve = s.imap.Serve
+		case "imaps":
+			serve = s.imap.ServeTLS
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, pop3d.ErrServerClosed) {
+			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, pop3d.ErrServerClosed) && !errors.Is(err, imapd.ErrServerClosed) {
 				errc <- fmt.Errorf("%s on %s: %w", l.kind, l.ln.Addr(), err)
 			}
 		}()
@@ -351,6 +373,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 		sw.Go(func() { srv.Shutdown(sctx) })
 	}
 	sw.Go(func() { s.pop3.Shutdown(sctx) })
+	sw.Go(func() { s.imap.Shutdown(sctx) })
 	sw.Wait()
 	wg.Wait()
 	// Connections in the middle of a message are cut; the queue records
