@@ -114,39 +114,42 @@ func (c *session) cmdFetch(ctx context.Context, uid bool, a *imapwire.FetchComma
 		}
 	}
 
-	var infos []*store.MessageInfo
+	var entries []*entry
 	if plan.info {
-		var err error
-		if infos, err = c.messageInfos(ctx, idx, plan.meta); err != nil {
-			return storeFailed("FETCH", err)
+		uids := make([]uint32, len(idx))
+		for k, i := range idx {
+			uids[k] = v.uids[i]
 		}
+		entries = v.box.entries(uids)
 	}
 	opts := imapfetch.Options{Rev2: c.rev2}
 	missing, unknownCTE := false, false
 	for k, i := range idx {
-		var info *store.MessageInfo
-		var m *msg.Message
+		var e *entry
 		if plan.info {
-			info = infos[k]
-			if info == nil {
+			e = entries[k]
+			if e == nil {
 				// Expunged by another session and not told yet: what
 				// is not in the view any more cannot be sent (RFC 9051
 				// section 7.4.1 lets the server leave it out).
 				missing = true
 				continue
 			}
-			if plan.meta {
-				var err error
-				if m, err = msg.Unmarshal(info.Meta); err != nil || info.Meta == nil {
-					m = c.reparse(ctx, info)
+		}
+		var m *msg.Message
+		structure := func() *msg.Message {
+			if m == nil {
+				if m = e.structure(); m == nil {
+					m = c.reparse(ctx, v.mb.ID, e.uid)
 				}
 			}
+			return m
 		}
-		if plan.binary && !binaryEncodingKnown(m, a.Items) {
+		if plan.binary && !binaryEncodingKnown(structure(), a.Items) {
 			unknownCTE = true
 			continue
 		}
-		if err := c.fetchOne(ctx, uid, i, a, plan, info, m, seenSet[i], opts); err != nil {
+		if err := c.fetchOne(ctx, uid, i, a, plan, e, structure, seenSet[i], opts); err != nil {
 			if errors.Is(err, errMessageGone) {
 				missing = true
 				continue
@@ -174,45 +177,9 @@ var (
 	errWrite       = errors.New("write failed")
 )
 
-// messageInfos reads the rows of the messages at idx, aligned with idx
-// (nil for a message no longer in the store). A large set is read with
-// one query for the whole mailbox; a few messages one by one.
-func (c *session) messageInfos(ctx context.Context, idx []int, withMeta bool) ([]*store.MessageInfo, error) {
-	v := c.sel
-	out := make([]*store.MessageInfo, len(idx))
-	if len(idx) <= 16 {
-		for k, i := range idx {
-			m, err := c.srv.Store.GetMessage(ctx, v.mb.ID, v.uids[i])
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			out[k] = m
-		}
-		return out, nil
-	}
-	all, err := c.srv.Store.ListMessages(ctx, v.mb.ID, 0, withMeta)
-	if err != nil {
-		return nil, err
-	}
-	j := 0
-	for k, i := range idx {
-		u := v.uids[i]
-		for j < len(all) && all[j].UID < u {
-			j++
-		}
-		if j < len(all) && all[j].UID == u {
-			out[k] = &all[j]
-		}
-	}
-	return out, nil
-}
-
 // reparse parses a message whose stored structure is missing or broken.
-func (c *session) reparse(ctx context.Context, info *store.MessageInfo) *msg.Message {
-	r, err := c.srv.Store.OpenMessage(ctx, info.MailboxID, info.UID)
+func (c *session) reparse(ctx context.Context, mailboxID int64, uid uint32) *msg.Message {
+	r, err := c.srv.Store.OpenMessage(ctx, mailboxID, uid)
 	if err != nil {
 		return &msg.Message{Part: msg.Part{Type: "text", Subtype: "plain", Encoding: "7bit"}}
 	}
@@ -223,7 +190,7 @@ func (c *session) reparse(ctx context.Context, info *store.MessageInfo) *msg.Mes
 
 // fetchOne writes "* n FETCH (...)" for the message at view index i.
 func (c *session) fetchOne(ctx context.Context, uid bool, i int, a *imapwire.FetchCommand, plan fetchPlan,
-	info *store.MessageInfo, m *msg.Message, seenSet bool, opts imapfetch.Options) error {
+	e *entry, structure func() *msg.Message, seenSet bool, opts imapfetch.Options) error {
 	v := c.sel
 	var body store.MessageReader
 	if plan.bytes {
@@ -266,30 +233,30 @@ func (c *session) fetchOne(ctx context.Context, uid bool, i int, a *imapwire.Fet
 			w.Number(v.modseq[i]).Atom(")")
 		case "INTERNALDATE":
 			item("INTERNALDATE ")
-			w.String(info.InternalDate.Format(imapDate))
+			w.String(e.internalDate.Format(imapDate))
 		case "SAVEDATE":
 			item("SAVEDATE ")
-			if info.SaveDate.IsZero() {
+			if e.saveDate.IsZero() {
 				w.Nil()
 			} else {
-				w.String(info.SaveDate.Format(imapDate))
+				w.String(e.saveDate.Format(imapDate))
 			}
 		case "RFC822.SIZE":
 			item("RFC822.SIZE ")
-			w.Number(uint64(max(info.Size, 0)))
+			w.Number(uint64(max(e.size, 0)))
 		case "EMAILID", "THREADID":
 			// OBJECTID (RFC 8474) is not advertised.
 			item(it.Name + " NIL")
 		case "ENVELOPE":
 			item("ENVELOPE ")
-			imapfetch.Envelope(w, &m.Envelope)
+			w.Raw(e.rendered(false, c.utf8, c.rev2, structure))
 		case "BODYSTRUCTURE":
 			item("BODYSTRUCTURE ")
-			imapfetch.BodyStructure(w, &m.Part, opts)
+			w.Raw(e.rendered(true, c.utf8, c.rev2, structure))
 		case "BODY", "RFC822", "RFC822.HEADER", "RFC822.TEXT":
 			if it.Name == "BODY" && it.Section == nil {
 				item("BODY ")
-				imapfetch.Body(w, &m.Part, opts)
+				imapfetch.Body(w, &structure().Part, opts)
 				continue
 			}
 			sec, name := it.Section, it.ResponseName()
@@ -302,11 +269,11 @@ func (c *session) fetchOne(ctx context.Context, uid bool, i int, a *imapwire.Fet
 				sec = &imapwire.Section{Specifier: "TEXT"}
 			}
 			item(name + " ")
-			if err := writeSection(w, body, m, sec, it.Partial); err != nil {
+			if err := writeSection(w, body, structure(), sec, it.Partial); err != nil {
 				return err
 			}
 		case "BINARY", "BINARY.SIZE":
-			if err := c.writeBinary(w, item, body, m, it); err != nil {
+			if err := c.writeBinary(w, item, body, structure(), it); err != nil {
 				return err
 			}
 		}

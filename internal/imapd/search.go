@@ -28,31 +28,13 @@ func (s searchSource) Structure(m *imapsearch.Message) (*msg.Message, error) {
 	}
 	st, err := msg.Unmarshal(m.Info.Meta)
 	if err != nil {
-		return s.c.reparse(context.Background(), m.Info), nil
+		return s.c.reparse(context.Background(), s.mb, m.Info.UID), nil
 	}
 	return st, nil
 }
 
 func (s searchSource) Open(m *imapsearch.Message) (store.MessageReader, error) {
 	return s.c.srv.Store.OpenMessage(context.Background(), s.mb, m.Info.UID)
-}
-
-// needsMeta reports whether a key reads the header (the stored
-// structure): then the rows are read with it at once.
-func needsMeta(k *imapwire.SearchKey) bool {
-	if k == nil {
-		return false
-	}
-	switch k.Op {
-	case "FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE":
-		return true
-	}
-	for _, ch := range k.Children {
-		if needsMeta(ch) {
-			return true
-		}
-	}
-	return false
 }
 
 // usesModSeq reports whether the search has a MODSEQ key (RFC 7162
@@ -73,33 +55,22 @@ func usesModSeq(k *imapwire.SearchKey) bool {
 }
 
 // candidates are the messages of the view that the store still has, as
-// imapsearch takes them.
-func (c *session) candidates(ctx context.Context, withMeta bool) ([]imapsearch.Message, error) {
+// imapsearch takes them, with the flags the session knows (a search
+// answers for the state the client was told and its own STOREs made).
+func (c *session) candidates() []imapsearch.Message {
 	v := c.sel
-	infos, err := c.srv.Store.ListMessages(ctx, v.mb.ID, 0, withMeta)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]imapsearch.Message, 0, len(infos))
-	j := 0
-	for i := range infos {
-		u := infos[i].UID
-		for j < len(v.uids) && v.uids[j] < u {
-			j++
-		}
-		if j == len(v.uids) {
-			break
-		}
-		if v.uids[j] != u || v.gone[u] {
+	es := v.box.entries(v.uids)
+	out := make([]imapsearch.Message, 0, len(es))
+	infos := make([]store.MessageInfo, len(es))
+	for i, e := range es {
+		if e == nil || v.gone[v.uids[i]] {
 			continue
 		}
-		// The flags as the session knows them: a search answers for
-		// the state the client was told (and was updated by its STOREs).
-		infos[i].Flags = v.flags[j]
-		infos[i].ModSeq = v.modseq[j]
-		out = append(out, imapsearch.Message{Seq: uint32(j + 1), Info: &infos[i]})
+		infos[i] = store.MessageInfo{MailboxID: v.mb.ID, UID: e.uid, ModSeq: v.modseq[i], Flags: v.flags[i],
+			InternalDate: e.internalDate, SaveDate: e.saveDate, Size: e.size, Meta: e.meta}
+		out = append(out, imapsearch.Message{Seq: uint32(i + 1), Info: &infos[i]})
 	}
-	return out, nil
+	return out
 }
 
 func (c *session) searchEnv() imapsearch.Env {
@@ -114,17 +85,14 @@ func (c *session) searchEnv() imapsearch.Env {
 }
 
 // runSearch finds the matching messages.
-func (c *session) runSearch(ctx context.Context, charset string, key *imapwire.SearchKey, withMeta bool) ([]imapsearch.Message, []int, result, bool) {
+func (c *session) runSearch(ctx context.Context, charset string, key *imapwire.SearchKey) ([]imapsearch.Message, []int, result, bool) {
 	if err := imapsearch.CheckCharset(charset); err != nil {
 		return nil, nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset"), false
 	}
 	if err := c.refresh(ctx, false); err != nil {
 		return nil, nil, storeFailed("SEARCH", err), false
 	}
-	msgs, err := c.candidates(ctx, withMeta || needsMeta(key))
-	if err != nil {
-		return nil, nil, storeFailed("SEARCH", err), false
-	}
+	msgs := c.candidates()
 	found, err := imapsearch.Search(ctx, key, msgs, searchSource{c, c.sel.mb.ID}, c.searchEnv())
 	if err != nil {
 		if errors.Is(err, imapsearch.ErrBadCharset) {
@@ -141,7 +109,7 @@ func (c *session) cmdSearch(ctx context.Context, uid bool, a *imapwire.SearchCom
 	if usesModSeq(a.Key) {
 		c.condstore = true
 	}
-	msgs, found, res, okRun := c.runSearch(ctx, a.Charset, a.Key, false)
+	msgs, found, res, okRun := c.runSearch(ctx, a.Charset, a.Key)
 	if !okRun {
 		return res
 	}
@@ -235,7 +203,7 @@ func (c *session) cmdSearch(ctx context.Context, uid bool, a *imapwire.SearchCom
 
 // cmdSort answers SORT (RFC 5256 section 3).
 func (c *session) cmdSort(ctx context.Context, uid bool, a *imapwire.SortCommand) result {
-	msgs, found, res, okRun := c.runSearch(ctx, a.Charset, a.Key, true)
+	msgs, found, res, okRun := c.runSearch(ctx, a.Charset, a.Key)
 	if !okRun {
 		return res
 	}
@@ -261,7 +229,7 @@ func (c *session) cmdThread(ctx context.Context, uid bool, a *imapwire.ThreadCom
 	if a.Algorithm != "REFERENCES" && a.Algorithm != "ORDEREDSUBJECT" {
 		return badResult("Unknown threading algorithm")
 	}
-	msgs, found, res, okRun := c.runSearch(ctx, a.Charset, a.Key, true)
+	msgs, found, res, okRun := c.runSearch(ctx, a.Charset, a.Key)
 	if !okRun {
 		return res
 	}

@@ -87,6 +87,7 @@ type Server struct {
 	Auth  *auth.Authenticator
 	Log   *slog.Logger
 
+	cache    boxCache // messages of the mailboxes selected lately
 	initOnce sync.Once
 	reg      netserve.Server
 	ctx      context.Context // logins; ends when Shutdown begins

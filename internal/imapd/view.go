@@ -21,6 +21,7 @@ import (
 type view struct {
 	mb       store.Mailbox
 	readOnly bool
+	box      *box // the shared cache of the mailbox's messages
 
 	uids   []uint32 // ascending
 	flags  [][]string
@@ -72,21 +73,26 @@ func compareFold(a, b string) int {
 
 var systemFlags = []string{store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagSeen, store.FlagDraft}
 
-// load reads the whole mailbox.
+// loadView selects a mailbox: the view starts as the box's state.
 func (c *session) loadView(ctx context.Context, mb *store.Mailbox, readOnly bool) (*view, error) {
-	infos, err := c.srv.Store.ListMessages(ctx, mb.ID, 0, false)
-	if err != nil {
+	b := c.srv.cache.get(mb.ID)
+	if err := b.sync(ctx, c.srv.Store); err != nil {
 		return nil, err
 	}
-	v := &view{mb: *mb, readOnly: readOnly, highest: mb.HighestModSeq,
-		uids: make([]uint32, len(infos)), flags: make([][]string, len(infos)), modseq: make([]uint64, len(infos))}
+	v := &view{mb: *mb, readOnly: readOnly, box: b}
+	b.mu.RLock()
+	n := len(b.msgs)
+	v.uids = make([]uint32, n)
+	v.flags = slices.Clone(b.flags)
+	v.modseq = slices.Clone(b.modseq)
+	for i, e := range b.msgs {
+		v.uids[i] = e.uid
+	}
+	v.highest = max(b.highest, mb.HighestModSeq)
+	b.mu.RUnlock()
 	kw := map[string]bool{}
-	for i := range infos {
-		v.uids[i] = infos[i].UID
-		v.flags[i] = infos[i].Flags
-		v.modseq[i] = infos[i].ModSeq
-		v.highest = max(v.highest, infos[i].ModSeq)
-		for _, f := range infos[i].Flags {
+	for _, flags := range v.flags {
+		for _, f := range flags {
 			if !strings.HasPrefix(f, `\`) && !kw[strings.ToLower(f)] {
 				kw[strings.ToLower(f)] = true
 				v.keywords = append(v.keywords, f)
@@ -128,10 +134,10 @@ func (c *session) refresh(ctx context.Context, force bool) error {
 		return nil
 	}
 	v.dirty = false
-	mb, err := c.srv.Store.GetMailboxByID(ctx, v.mb.ID)
+	b := v.box
+	err := b.sync(ctx, c.srv.Store)
 	if errors.Is(err, store.ErrNotFound) {
-		// The mailbox was deleted (or renamed over): everything in it is
-		// gone.
+		// The mailbox was deleted: everything in it is gone.
 		for _, u := range v.uids {
 			v.markGone(u)
 		}
@@ -140,48 +146,49 @@ func (c *session) refresh(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	if mb.HighestModSeq <= v.highest {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.highest <= v.highest && len(b.msgs) == len(v.uids)-len(v.gone) {
 		return nil
 	}
-	// Read the changes after the mailbox's HIGHESTMODSEQ: anything newer
-	// seen here is seen again next time, which is harmless, as a change is
-	// applied only when its MODSEQ is above the view's.
-	changed, err := c.srv.Store.ListMessages(ctx, v.mb.ID, v.highest, false)
-	if err != nil {
-		return err
-	}
-	vanished, err := c.srv.Store.Vanished(ctx, v.mb.ID, v.highest)
-	if err != nil {
-		return err
-	}
-	for i := range changed {
-		m := &changed[i]
-		if m.UID > v.maxUID() {
-			v.uids = append(v.uids, m.UID)
-			v.flags = append(v.flags, m.Flags)
-			v.modseq = append(v.modseq, m.ModSeq)
-			v.noteKeywords(m.Flags)
-			continue
-		}
-		j := v.index(m.UID)
-		if j < 0 || v.gone[m.UID] || m.ModSeq <= v.modseq[j] {
-			continue
-		}
-		if !slices.Equal(v.flags[j], m.Flags) {
-			if v.flagsNew == nil {
-				v.flagsNew = map[uint32]bool{}
+	// Walk the view and the box together (both ascending by UID): a UID
+	// only in the view is gone, one only in the box and above the view's
+	// last is new, one in both may have new flags.
+	last := v.maxUID()
+	var added []int
+	i, j := 0, 0
+	for i < len(v.uids) || j < len(b.msgs) {
+		switch {
+		case j == len(b.msgs) || (i < len(v.uids) && v.uids[i] < b.msgs[j].uid):
+			v.markGone(v.uids[i])
+			i++
+		case i == len(v.uids) || b.msgs[j].uid < v.uids[i]:
+			if b.msgs[j].uid > last {
+				added = append(added, j)
 			}
-			v.flagsNew[m.UID] = true
-			v.noteKeywords(m.Flags)
+			j++
+		default:
+			if b.modseq[j] > v.modseq[i] && !v.gone[v.uids[i]] {
+				if !slices.Equal(v.flags[i], b.flags[j]) {
+					if v.flagsNew == nil {
+						v.flagsNew = map[uint32]bool{}
+					}
+					v.flagsNew[v.uids[i]] = true
+					v.noteKeywords(b.flags[j])
+				}
+				v.flags[i], v.modseq[i] = b.flags[j], b.modseq[j]
+			}
+			i++
+			j++
 		}
-		v.flags[j] = m.Flags
-		v.modseq[j] = m.ModSeq
 	}
-	for _, u := range vanished {
-		v.markGone(u)
+	for _, j := range added {
+		v.uids = append(v.uids, b.msgs[j].uid)
+		v.flags = append(v.flags, b.flags[j])
+		v.modseq = append(v.modseq, b.modseq[j])
+		v.noteKeywords(b.flags[j])
 	}
-	v.highest = max(v.highest, mb.HighestModSeq)
-	v.mb.UIDNext = mb.UIDNext
+	v.highest = max(v.highest, b.highest)
 	return nil
 }
 

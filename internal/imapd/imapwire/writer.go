@@ -259,3 +259,7 @@ func (w *Writer) LiteralFrom(r io.Reader, n int64, binary bool) *Writer {
 	}
 	return w
 }
+
+// Raw writes b verbatim: response text rendered earlier by a Writer
+// with the same UTF8 setting (a cached ENVELOPE, say).
+func (w *Writer) Raw(b []byte) *Writer { return w.rawBytes(b) }
