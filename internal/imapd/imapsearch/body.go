@@ -21,10 +21,12 @@ const chunkSize = 32 << 10
 // (SEARCH BODY, RFC 9051 section 6.4.4). It keeps its buffers between
 // messages: a search over a mailbox allocates them once.
 type scanner struct {
-	raw  []byte // decoded bytes read, a partial rune carried at the front
-	fold []byte // folded text: the tail of the previous chunk, then this one
-	hbuf []byte // headers of message/rfc822 parts
-	scr  []byte
+	raw    []byte // decoded bytes read, a partial rune carried at the front
+	fold   []byte // folded text: the tail of the previous chunk, then this one
+	hbuf   []byte // headers of message/rfc822 parts
+	b64    []byte // base64 text read
+	b64out []byte // and decoded
+	scr    []byte
 }
 
 // searchPart searches p: the text/* leaves of multiparts, and for a
@@ -73,7 +75,10 @@ func (s *scanner) searchText(ctx context.Context, r io.ReaderAt, p *msg.Part, ne
 	var rd io.Reader = src
 	switch p.Encoding {
 	case "base64":
-		rd = base64.NewDecoder(base64.StdEncoding, &base64Filter{r: src})
+		if s.b64 == nil {
+			s.b64, s.b64out = make([]byte, chunkSize), make([]byte, chunkSize/4*3+3)
+		}
+		rd = newBase64Reader(src, s.b64, s.b64out)
 	case "quoted-printable":
 		rd = quotedprintable.NewReader(src)
 	}
@@ -157,23 +162,66 @@ func (e *readErr) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// base64Filter drops what is not base64 alphabet or padding: encoding/base64
-// skips only CR and LF, and messages carry spaces and other junk in
-// base64 bodies that decoders conventionally ignore (RFC 2045 section 6.8).
-type base64Filter struct{ r io.Reader }
+// base64Reader decodes a base64 body (RFC 2045 section 6.8), skipping
+// what is not base64 alphabet: encoding/base64 skips only CR and LF, and
+// messages carry spaces and other junk that decoders conventionally
+// ignore. Padding is dropped and the final partial quantum decoded as it
+// is.
+type base64Reader struct {
+	r     io.Reader
+	in    []byte // alphabet characters not yet decoded, then read space
+	out   []byte // decoded, not yet returned
+	obuf  []byte
+	err   error
+	carry int
+}
 
-func (f *base64Filter) Read(p []byte) (int, error) {
-	for {
-		n, err := f.r.Read(p)
-		j := 0
-		for _, c := range p[:n] {
-			if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=' {
-				p[j] = c
+var base64Alphabet [256]bool
+
+func init() {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" {
+		base64Alphabet[c] = true
+	}
+}
+
+// newBase64Reader reads r with the buffers in (read space) and out (at
+// least 3/4 of in, for decoded bytes), which a scanner keeps.
+func newBase64Reader(r io.Reader, in, out []byte) *base64Reader {
+	return &base64Reader{r: r, in: in, obuf: out}
+}
+
+func (b *base64Reader) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		n, err := b.r.Read(b.in[b.carry:])
+		j := b.carry
+		for _, c := range b.in[b.carry : b.carry+n] {
+			if base64Alphabet[c] {
+				b.in[j] = c
 				j++
 			}
 		}
-		if j > 0 || err != nil || n == 0 {
-			return j, err
+		use := j &^ 3
+		if err != nil {
+			use = j
+			if j%4 == 1 {
+				use = j - 1 // a lone character is no octet
+			}
+			b.err = err
 		}
+		if cap(b.obuf) < len(b.in)/4*3+3 {
+			b.obuf = make([]byte, len(b.in)/4*3+3)
+		}
+		m, derr := base64.RawStdEncoding.Decode(b.obuf[:cap(b.obuf)], b.in[:use])
+		if derr != nil && b.err == nil {
+			b.err = derr
+		}
+		b.out = b.obuf[:m]
+		b.carry = copy(b.in, b.in[use:j])
 	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
 }

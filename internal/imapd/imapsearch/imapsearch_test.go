@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"reflect"
@@ -493,4 +494,55 @@ func TestParseSentDate(t *testing.T) {
 			t.Errorf("parseSentDate(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// base64 decoding carries partial quanta across reads: a word beyond the
+// first chunk of a long base64 body, junk inside it, and a final partial
+// quantum without padding are all read.
+func TestBodyBase64Long(t *testing.T) {
+	text := strings.Repeat("lorem ipsum ", chunkSize/6) + "Zebra crossing" + strings.Repeat(" dolor", 10) + " END!"
+	enc := base64.StdEncoding.EncodeToString([]byte(text))
+	var b strings.Builder
+	for i := 0; i < len(enc); i += 76 {
+		line := enc[i:min(i+76, len(enc))]
+		if i%(76*7) == 0 {
+			line = line[:10] + " \t" + line[10:] // junk a decoder skips
+		}
+		b.WriteString(line + "\n")
+	}
+	body := strings.TrimRight(b.String(), "=\n") + "\n" // no padding at the end
+	raw := append(crlf("Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"), crlf(body)...)
+	msgs, src := mailbox([][]byte{raw}, []store.MessageInfo{{UID: 1}}, nil)
+	for keys, want := range map[string]int{"BODY zebra": 1, `BODY "dolor end!"`: 1, "BODY zebrb": 0} {
+		got, err := Search(context.Background(), parseKey(t, keys), msgs, src, Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want {
+			t.Errorf("%s matched %d, want %d", keys, len(got), want)
+		}
+	}
+}
+
+// Cancelling the context stops a body search in the middle of a message.
+func TestBodyCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	raw := append(crlf("Content-Type: text/plain\n\n"), bytes.Repeat([]byte("x"), 4*chunkSize)...)
+	msgs, _ := mailbox([][]byte{raw}, []store.MessageInfo{{UID: 1}}, nil)
+	src := cancelSource{raw: raw, cancel: cancel}
+	if _, err := Search(ctx, parseKey(t, "BODY y"), msgs, src, Env{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("search cancelled while reading: %v", err)
+	}
+}
+
+// cancelSource cancels the search as the message is opened.
+type cancelSource struct {
+	raw    []byte
+	cancel func()
+}
+
+func (s cancelSource) Structure(m *Message) (*msg.Message, error) { return msg.ParseBytes(s.raw), nil }
+func (s cancelSource) Open(m *Message) (store.MessageReader, error) {
+	s.cancel()
+	return memReader{bytes.NewReader(s.raw)}, nil
 }
