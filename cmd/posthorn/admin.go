@@ -123,15 +123,24 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return usageErr("user: add|passwd|del|list")
+		return usageErr("user: add|passwd|del|quota|list")
 	}
 	verb, rest := pos[0], pos[1:]
 	needName := verb == "add" || verb == "passwd" || verb == "del"
-	if needName && len(rest) != 1 || !needName && len(rest) != 0 {
-		return usageErr("usage: posthorn user add|passwd|del NAME, or posthorn user list")
+	switch {
+	case verb == "quota" && len(rest) != 2:
+		return usageErr(`usage: posthorn user quota NAME SIZE (like "2GiB", "500MB"; 0 or "none" for no limit)`)
+	case verb != "quota" && (needName && len(rest) != 1 || !needName && len(rest) != 0):
+		return usageErr("usage: posthorn user add|passwd|del NAME, posthorn user quota NAME SIZE, or posthorn user list")
 	}
-	if verb != "add" && verb != "passwd" && verb != "del" && verb != "list" {
-		return usageErr("user: unknown action %q (add, passwd, del, list)", verb)
+	if verb != "add" && verb != "passwd" && verb != "del" && verb != "list" && verb != "quota" {
+		return usageErr("user: unknown action %q (add, passwd, del, quota, list)", verb)
+	}
+	var quota int64
+	if verb == "quota" && !strings.EqualFold(rest[1], "none") {
+		if quota, err = config.ParseSize(rest[1]); err != nil {
+			return usageErr("user quota: %v", err)
+		}
 	}
 	_, st, err := openStore(*cfgPath)
 	if err != nil {
@@ -176,6 +185,18 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 				return accountErr(name, err)
 			}
 			fmt.Fprintf(stdout, "password of %s changed\n", name)
+		}
+	case "quota":
+		// Delivery refuses mail over it (452 4.2.2), IMAP APPEND and COPY
+		// too ([OVERQUOTA]); GETQUOTA reports it (RFC 9208).
+		name := strings.ToLower(rest[0])
+		if err := st.SetQuota(ctx, name, quota); err != nil {
+			return accountErr(name, err)
+		}
+		if quota == 0 {
+			fmt.Fprintf(stdout, "account %s has no quota\n", name)
+		} else {
+			fmt.Fprintf(stdout, "quota of %s set to %s\n", name, humanBytes(quota))
 		}
 	case "del":
 		name := strings.ToLower(rest[0])

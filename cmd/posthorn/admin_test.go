@@ -81,3 +81,52 @@ func TestUserPasswordCredentials(t *testing.T) {
 		t.Errorf("empty password: %v", err)
 	}
 }
+
+// user quota sets the account's quota (and "none" removes it); a bad size
+// is refused with the forms that work.
+func TestUserQuota(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "posthorn.toml")
+	if err := os.WriteFile(cfg, []byte("hostname = \"mx.example.org\"\ndata_dir = \"data\"\nmaps_dir = \".\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := runUser(append(args, "--password-stdin", "--config", cfg), strings.NewReader("secret\n"), &out, io.Discard)
+		return out.String(), err
+	}
+	quota := func() int64 {
+		t.Helper()
+		st, err := sqlite.Open(filepath.Join(dir, "data"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		a, err := st.GetAccount(context.Background(), "pp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.QuotaBytes
+	}
+	if _, err := run("add", "pp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("quota", "pp", "2MiB"); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota(); got != 2<<20 {
+		t.Errorf("quota %d, want %d", got, 2<<20)
+	}
+	if _, err := run("quota", "pp", "none"); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota(); got != 0 {
+		t.Errorf("quota %d after none", got)
+	}
+	if _, err := run("quota", "pp", "lots"); err == nil || !strings.Contains(err.Error(), "size") {
+		t.Errorf("bad size: %v", err)
+	}
+	if _, err := run("quota", "nobody", "1MB"); err == nil || !strings.Contains(err.Error(), "no account") {
+		t.Errorf("unknown account: %v", err)
+	}
+}

@@ -104,3 +104,7 @@ func parseSize(text string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// ParseSize reads a size as the config writes one: octets, or a number
+// with a unit ("64MiB", "50MB", "1GiB"); for `posthorn user quota`.
+func ParseSize(text string) (int64, error) { return parseSize(text) }

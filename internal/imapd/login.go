@@ -136,6 +136,7 @@ func (c *session) loggedIn(ctx context.Context, acct *store.Account) result {
 	c.acct = acct
 	c.state = stateAuth
 	c.dc.Timeout = c.srv.IdleTimeout
+	c.newReader() // literals up to APPENDLIMIT from now on
 	c.changes, c.unsubscribe = c.srv.Store.Subscribe(acct.ID)
 	return okCode("CAPABILITY "+c.capabilities(), "Logged in")
 }

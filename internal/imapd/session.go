@@ -101,15 +101,28 @@ func (c *session) setConn(rw io.ReadWriter) {
 	c.conn = rw
 	c.br = bufio.NewReaderSize(rw, 4096)
 	c.bw = bufio.NewWriterSize(rw, 32<<10)
-	c.r = imapwire.NewReader(c.br, imapwire.Options{
-		MaxLiteral: c.srv.AppendLimit,
-		MaxCommand: c.srv.AppendLimit + 16<<20,
-		MaxNonSync: 4096, // LITERAL- (RFC 7888 section 5)
-		Continue:   c.continueLiteral,
-	})
+	c.newReader()
 	utf8 := c.w != nil && c.w.UTF8
 	c.w = imapwire.NewWriter(c.bw)
 	c.w.UTF8 = utf8
+}
+
+// preAuthLiteral bounds literals before login: enough for any password
+// or SASL response, not for making the server hold megabytes for anyone.
+const preAuthLiteral = 64 << 10
+
+// newReader makes the command reader for the session's state over c.br
+// (what c.br holds is kept).
+func (c *session) newReader() {
+	max := c.srv.AppendLimit
+	if c.state == stateNotAuth {
+		max = preAuthLiteral
+	}
+	c.r = imapwire.NewReader(c.br, imapwire.Options{
+		MaxLiteral: max,
+		MaxCommand: max + 1<<20,
+		Continue:   c.continueLiteral,
+	})
 }
 
 // continueLiteral answers a synchronising literal: "+" to go on, or NO

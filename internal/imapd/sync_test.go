@@ -280,3 +280,29 @@ func TestAppend(t *testing.T) {
 	}
 	c.expect("APPEND Nowhere {5+}\r\nHello", "NO [TRYCREATE]")
 }
+
+// QUOTA (RFC 9208): the account's quota is reported in KiB, and APPEND and
+// COPY over it are refused with OVERQUOTA, storing nothing.
+func TestQuota(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	ts.deliver("pp", "", simpleMessage)
+	if err := ts.st.SetQuota(ctx, "pp", 4096); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.login("pp")
+	lines := c.ok("GETQUOTAROOT INBOX")
+	mustHave(t, lines, `* QUOTAROOT INBOX ""`, `* QUOTA "" (STORAGE 1 4)`)
+	big := strings.Repeat("x", 5000)
+	c.send("a1 APPEND INBOX {" + itoa(len(big)) + "+}")
+	c.send(big)
+	if _, status := c.until("a1"); !strings.HasPrefix(status, "NO [OVERQUOTA]") {
+		t.Fatalf("APPEND over quota: %q", status)
+	}
+	c.ok("SELECT INBOX")
+	for i := 0; i < 20; i++ {
+		if _, status := c.cmd("COPY 1 Archive"); strings.HasPrefix(status, "NO [OVERQUOTA]") {
+			return
+		}
+	}
+	t.Fatal("COPY never reached the quota")
+}

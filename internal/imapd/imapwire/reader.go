@@ -174,6 +174,11 @@ func (r *Reader) ReadAuthResponse() (data []byte, cancelled bool, err error) {
 	if l == "*" {
 		return nil, true, nil
 	}
+	if l == "=" {
+		// An empty response written as SASL-IR writes one (RFC 4959
+		// section 3): some clients do so in the exchange too.
+		return []byte{}, false, nil
+	}
 	data, err = base64.StdEncoding.Strict().DecodeString(l)
 	if err != nil {
 		return nil, false, &Error{Msg: "invalid base64 in authentication response"}
