@@ -294,6 +294,8 @@ func (c *session) cmdIdle(ctx context.Context, tag string) result {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.r.ReadDone() }()
+	c.release()
+	defer c.acquire()
 	// Waiting for the client: a shutdown may end the wait at once.
 	if c.setBusy(false) {
 		c.dc.Stop()
@@ -302,6 +304,7 @@ func (c *session) cmdIdle(ctx context.Context, tag string) result {
 	for {
 		select {
 		case err := <-done:
+			c.acquire()
 			var perr *imapwire.Error
 			switch {
 			case err == nil:
@@ -314,9 +317,12 @@ func (c *session) cmdIdle(ctx context.Context, tag string) result {
 			c.state = stateLogout
 			return result{}
 		case ch := <-c.changes:
+			c.acquire()
 			c.noteChange(ch)
 			c.sync(ctx, true)
-			if c.flush() != nil {
+			err := c.flush()
+			c.release()
+			if err != nil {
 				// The reader goroutine ends with the connection.
 				c.raw.Close()
 				<-done

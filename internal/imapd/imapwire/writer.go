@@ -263,3 +263,7 @@ func (w *Writer) LiteralFrom(r io.Reader, n int64, binary bool) *Writer {
 // Raw writes b verbatim: response text rendered earlier by a Writer
 // with the same UTF8 setting (a cached ENVELOPE, say).
 func (w *Writer) Raw(b []byte) *Writer { return w.rawBytes(b) }
+
+// SetBuffer puts the writer over bw: a session that returns its buffer to
+// a pool while it waits for the client takes one back before it writes.
+func (w *Writer) SetBuffer(bw *bufio.Writer) { w.bw = bw }
