@@ -1,0 +1,429 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/posthorn/posthorn/internal/dnsutil/dnstest"
+	"github.com/posthorn/posthorn/internal/store"
+	"github.com/posthorn/posthorn/internal/store/sqlite"
+)
+
+// imapInstance is an instance with IMAP on a 143-like (STARTTLS) and a
+// 993-like (implicit TLS) port, a self-signed certificate, and accounts pp
+// and bob (passwords secret-pp, secret-bob).
+type imapInstance struct {
+	*instance
+	imap, imaps string // listen addresses
+	certFile    string
+}
+
+// imapCert writes a self-signed certificate for the clients to check: for
+// the name mx.example.org, and for 127.0.0.1 both as an IP address (curl,
+// Python, GnuTLS) and as a DNS name (mbsync compares the host it dials with
+// the certificate's names as strings).
+func imapCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: popHost},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{popHost, "127.0.0.1"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func newIMAPInstance(t *testing.T) *imapInstance {
+	t.Helper()
+	certFile, keyFile := imapCert(t, t.TempDir())
+	p := &imapInstance{imap: freePort(t), imaps: freePort(t), certFile: certFile}
+	// Never the real DNS, never mail out.
+	dns := dnstest.Start(t)
+	extra := fmt.Sprintf("resolver = %q\n\n[smtpc]\nport = 1\n\n[imap]\nlisten = %q\ntls_listen = %q\n\n[tls]\ncert_file = %q\nkey_file = %q\n",
+		dns.Addr, p.imap, p.imaps, certFile, keyFile)
+	p.instance = newInstanceWith(t, instanceOptions{extra: extra}, "pp", "bob")
+	p.start()
+	return p
+}
+
+// ports returns the port numbers of the two IMAP listeners.
+func (p *imapInstance) ports() (plain, implicit string) {
+	_, plain, _ = net.SplitHostPort(p.imap)
+	_, implicit, _ = net.SplitHostPort(p.imaps)
+	return plain, implicit
+}
+
+// imapMessage is message i of a test: a distinct subject and Message-ID,
+// a body with a line that starts with a dot, and a word only it has.
+func imapMessage(i int) string {
+	return fmt.Sprintf("From: Sender <sender@example.net>\r\nTo: pp@example.org\r\nSubject: message %d\r\n"+
+		"Message-ID: <m%d@example.net>\r\nDate: Mon, 23 Nov 2026 10:%02d:00 +0000\r\n\r\n"+
+		"Hello %d.\r\n.a line with a leading dot\r\nword%dword\r\n", i, i, i%60, i, i)
+}
+
+// deliver sends msgs to rcpt over SMTP (no TLS, from 127.0.0.1), on up to
+// four connections at once, and returns when the server took every one.
+func (p *imapInstance) deliver(rcpt string, msgs []string) {
+	p.t.Helper()
+	// A few messages go on one connection, so that their UIDs follow the
+	// order sent; many go on four.
+	conns := 1
+	if len(msgs) > 50 {
+		conns = 4
+	}
+	errs := make(chan error, conns)
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Go(func() {
+			c, err := gosmtp.Dial(p.smtp)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if err := c.Hello("client.example.net"); err != nil {
+				errs <- err
+				return
+			}
+			for i := w; i < len(msgs); i += conns {
+				if err := c.SendMail("sender@example.net", []string{rcpt}, strings.NewReader(msgs[i])); err != nil {
+					errs <- fmt.Errorf("message %d: %w", i, err)
+					return
+				}
+			}
+			c.Quit()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		p.t.Fatal(err)
+	}
+}
+
+// storedMessage is a message as the store holds it.
+type storedMessage struct {
+	UID   uint32
+	Flags []string
+	Body  string
+}
+
+// mailbox reads a mailbox of an account from the store on disk (a second
+// reader next to the running server), in UID order.
+func (p *imapInstance) mailbox(account, name string) []storedMessage {
+	p.t.Helper()
+	st, err := sqlite.Open(filepath.Join(p.dir, "data"), sqlite.Options{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	a, err := st.GetAccount(ctx, account)
+	if err != nil {
+		p.t.Fatalf("account %s: %v", account, err)
+	}
+	mb, err := st.GetMailbox(ctx, a.ID, name)
+	if err != nil {
+		p.t.Fatalf("mailbox %s: %v", name, err)
+	}
+	infos, err := st.ListMessages(ctx, mb.ID, 0, false)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var out []storedMessage
+	for _, m := range infos {
+		r, err := st.OpenMessage(ctx, mb.ID, m.UID)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		out = append(out, storedMessage{m.UID, m.Flags, string(b)})
+	}
+	return out
+}
+
+// fill delivers n test messages to pp's INBOX and returns the INBOX as
+// stored, checked to hold what was sent behind the trace fields.
+func (p *imapInstance) fill(n int) []storedMessage {
+	p.t.Helper()
+	var msgs []string
+	for i := range n {
+		msgs = append(msgs, imapMessage(i+1))
+	}
+	p.deliver("pp@example.org", msgs)
+	stored := p.mailbox("pp", store.Inbox)
+	if len(stored) != n {
+		p.t.Fatalf("%d messages stored, want %d", len(stored), n)
+	}
+	sent := map[string]bool{}
+	for _, m := range msgs {
+		sent[m] = true
+	}
+	for _, m := range stored {
+		_, rest, ok := strings.Cut(m.Body, "\r\nFrom: Sender")
+		if !ok || !sent["From: Sender"+rest] || !strings.HasPrefix(m.Body, "Return-Path: ") {
+			p.t.Fatalf("stored message UID %d is not one sent:\n%q", m.UID, m.Body)
+		}
+	}
+	return stored
+}
+
+// runTool runs a client with a time limit and returns its combined output.
+func runTool(t *testing.T, timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s did not finish in %v: %w", name, timeout, err)
+	}
+	return out.String(), err
+}
+
+// lf is a message with LF line ends, as Maildir tools and mutt write it.
+func lf(s string) string { return strings.ReplaceAll(s, "\r\n", "\n") }
+
+// Python's imaplib: STARTTLS on the 143-like port and implicit TLS on the
+// 993-like one, verifying the certificate; LOGIN, LIST, SELECT, SEARCH,
+// FETCH BODY[], STORE, EXPUNGE, APPEND; the bytes it gets are those in the
+// store, and what it changed is in the store.
+func TestIMAPWithPython(t *testing.T) {
+	requireTool(t, "python3")
+	p := newIMAPInstance(t)
+	stored := p.fill(3)
+	out := t.TempDir()
+	script := `
+import imaplib, ssl, sys
+cafile, port, tlsport, out = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=cafile)
+def ok(r):
+    typ, data = r
+    assert typ == "OK", r
+    return data
+m = imaplib.IMAP4("127.0.0.1", int(port), timeout=20)
+assert "STARTTLS" in m.capabilities, m.capabilities
+ok(m.starttls(ctx))
+ok(m.login("pp", "secret-pp"))
+for l in ok(m.list()):
+    print("LIST", l.decode())
+print("SELECT", ok(m.select("INBOX"))[0].decode())
+print("SEARCH", ok(m.search(None, "ALL"))[0].decode())
+print("SEARCH word2word", ok(m.search(None, "BODY", "word2word"))[0].decode())
+for n in ok(m.search(None, "ALL"))[0].split():
+    data = ok(m.fetch(n, "(UID BODY[])"))
+    with open("%s/%s" % (out, n.decode()), "wb") as f:
+        f.write(data[0][1])
+print("STORE", ok(m.store("1", "+FLAGS", "(\\Deleted)"))[0].decode())
+ok(m.store("2", "+FLAGS", "(\\Flagged $Label1)"))
+print("EXPUNGE", b" ".join(ok(m.expunge())).decode())
+print("FLAGGED", ok(m.search(None, "FLAGGED"))[0].decode())
+msg = b"From: pp@example.org\r\nSubject: appended\r\n\r\nSaved by imaplib.\r\n"
+print("APPEND", ok(m.append("Archive", "(\\Seen)", None, msg))[0].decode())
+print("ARCHIVE", ok(m.select("Archive", readonly=True))[0].decode())
+data = ok(m.fetch("1", "(FLAGS BODY.PEEK[])"))
+with open("%s/appended" % out, "wb") as f:
+    f.write(data[0][1])
+m.logout()
+s = imaplib.IMAP4_SSL("127.0.0.1", int(tlsport), ssl_context=ctx, timeout=20)
+ok(s.login("pp", "secret-pp"))
+print("TLS SELECT", ok(s.select("INBOX", readonly=True))[0].decode())
+for n in ok(s.search(None, "ALL"))[0].split():
+    data = ok(s.fetch(n, "(BODY.PEEK[])"))
+    with open("%s/tls%s" % (out, n.decode()), "wb") as f:
+        f.write(data[0][1])
+# Another account's INBOX is out of reach, however it is named.
+for name in ['"../bob/INBOX"', '"bob/INBOX"', '"/INBOX"', '"~bob/INBOX"']:
+    print("ESCAPE", name, s.select(name, readonly=True)[0])
+s.logout()
+`
+	plain, implicit := p.ports()
+	res, err := runTool(t, 60*time.Second, nil, "python3", "-c", script, p.certFile, plain, implicit, out)
+	if err != nil {
+		t.Fatalf("python3 imaplib: %v\n%s", err, res)
+	}
+	// The one message with word2word in its body, by sequence number.
+	wordSearch := ""
+	for i, m := range stored {
+		if strings.Contains(m.Body, "word2word") {
+			wordSearch = fmt.Sprintf("SEARCH word2word %d\n", i+1)
+		}
+	}
+	for _, want := range []string{
+		`LIST (\HasNoChildren) "/" INBOX` + "\n",
+		`LIST (\HasNoChildren \Archive) "/" Archive` + "\n",
+		"SELECT 3\n", "SEARCH 1 2 3\n", wordSearch,
+		"STORE 1 (FLAGS (\\Seen \\Deleted))\n",
+		"EXPUNGE 1\n", "FLAGGED 1\n",
+		"ARCHIVE 1\n", "TLS SELECT 2\n",
+		`ESCAPE "../bob/INBOX" NO` + "\n", `ESCAPE "bob/INBOX" NO` + "\n", `ESCAPE "/INBOX" NO` + "\n", `ESCAPE "~bob/INBOX" NO` + "\n",
+	} {
+		if !strings.Contains(res, want) {
+			t.Errorf("imaplib printed:\n%s\nwant %q", res, want)
+		}
+	}
+	for i, m := range stored {
+		if got := mustRead(t, filepath.Join(out, fmt.Sprint(i+1))); got != m.Body {
+			t.Errorf("message %d by imaplib:\n%q\nstored:\n%q", i+1, got, m.Body)
+		}
+	}
+	// The INBOX lost message 1 and message 2 carries \Flagged; what the
+	// implicit-TLS session read is what is left.
+	after := p.mailbox("pp", store.Inbox)
+	if len(after) != 2 || after[0].UID != stored[1].UID || after[1].UID != stored[2].UID {
+		t.Fatalf("INBOX after EXPUNGE: %+v", after)
+	}
+	if !slices.Contains(after[0].Flags, `\Flagged`) || !slices.Contains(after[0].Flags, "$Label1") || !slices.Contains(after[0].Flags, `\Seen`) {
+		t.Errorf("flags of the stored message: %q, want \\Flagged $Label1 \\Seen", after[0].Flags)
+	}
+	for i, m := range after {
+		if got := mustRead(t, filepath.Join(out, fmt.Sprintf("tls%d", i+1))); got != m.Body {
+			t.Errorf("message %d by imaplib over TLS:\n%q\nstored:\n%q", i+1, got, m.Body)
+		}
+	}
+	const appended = "From: pp@example.org\r\nSubject: appended\r\n\r\nSaved by imaplib.\r\n"
+	arch := p.mailbox("pp", "Archive")
+	if len(arch) != 1 || arch[0].Body != appended || !slices.Contains(arch[0].Flags, `\Seen`) {
+		t.Errorf("Archive after APPEND: %+v", arch)
+	}
+	if want := fmt.Sprintf("APPEND [APPENDUID %s %d] ", "", arch[0].UID); !strings.Contains(res, "APPEND [APPENDUID ") ||
+		!strings.Contains(res, fmt.Sprintf(" %d] ", arch[0].UID)) {
+		t.Errorf("APPEND answer:\n%s\nwant %q with the UIDVALIDITY", res, want)
+	}
+	if got := mustRead(t, filepath.Join(out, "appended")); got != appended {
+		t.Errorf("appended message fetched back: %q", got)
+	}
+	if n := len(p.mailbox("bob", store.Inbox)); n != 0 {
+		t.Errorf("bob's INBOX has %d messages", n)
+	}
+}
+
+// curl fetches by UID over STARTTLS (--ssl-reqd) and over implicit TLS
+// (imaps://), verifying the certificate: the bytes are those in the store.
+// It lists and searches too. Without TLS from an address that is not
+// loopback it cannot log in (LOGINDISABLED), and a wrong password is refused.
+func TestIMAPWithCurl(t *testing.T) {
+	requireTool(t, "curl")
+	p := newIMAPInstance(t)
+	stored := p.fill(3)
+	plain, implicit := p.ports()
+	curl := func(args ...string) (string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		base := []string{"-sS", "--max-time", "30", "--cacert", p.certFile}
+		cmd := exec.CommandContext(ctx, "curl", append(base, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != 0 {
+			return stdout.String() + stderr.String(), code
+		}
+		return stdout.String(), 0
+	}
+	for _, m := range stored {
+		for _, url := range []string{
+			fmt.Sprintf("imap://127.0.0.1:%s/INBOX;UID=%d", plain, m.UID),
+			fmt.Sprintf("imaps://127.0.0.1:%s/INBOX;UID=%d", implicit, m.UID),
+		} {
+			args := []string{"-u", "pp:secret-pp", url}
+			if strings.HasPrefix(url, "imap:") {
+				args = append([]string{"--ssl-reqd"}, args...)
+			}
+			got, code := curl(args...)
+			if code != 0 {
+				t.Fatalf("curl %s: exit %d: %s", url, code, got)
+			}
+			if got != m.Body {
+				t.Errorf("curl %s:\n%q\nstored:\n%q", url, got, m.Body)
+			}
+		}
+	}
+	list, code := curl("--ssl-reqd", "-u", "pp:secret-pp", fmt.Sprintf("imap://127.0.0.1:%s/", plain))
+	for _, want := range []string{"* LIST (\\HasNoChildren) \"/\" INBOX\r\n", "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"} {
+		if code != 0 || !strings.Contains(list, want) {
+			t.Errorf("curl LIST: exit %d, %q; want %q", code, list, want)
+		}
+	}
+	// A URL query is a SEARCH (RFC 5092 section 6).
+	search, code := curl("-u", "pp:secret-pp", fmt.Sprintf("imaps://127.0.0.1:%s/INBOX?SUBJECT%%20%%22message%%202%%22", implicit))
+	if want := "* SEARCH 2\r\n"; code != 0 || search != want {
+		t.Errorf("curl SEARCH: exit %d, %q; want %q", code, search, want)
+	}
+	// From 127.0.0.2 without TLS no password may be sent: the server says
+	// LOGINDISABLED and offers no AUTH=PLAIN, and refuses them if tried.
+	for _, opts := range [][]string{nil, {"--login-options", "AUTH=PLAIN"}, {"--login-options", "AUTH=LOGIN"}} {
+		args := append([]string{"--interface", popOutside, "-u", "pp:secret-pp"}, opts...)
+		args = append(args, fmt.Sprintf("imap://127.0.0.1:%s/INBOX;UID=%d", plain, stored[0].UID))
+		if got, code := curl(args...); code == 0 || strings.Contains(got, "Subject:") {
+			t.Errorf("curl %v without TLS from %s: exit %d, got %q", args, popOutside, code, got)
+		}
+	}
+	// Another account's password never opens pp's mailbox (67: login denied).
+	if got, code := curl("-u", "pp:secret-bob", fmt.Sprintf("imaps://127.0.0.1:%s/INBOX;UID=%d", implicit, stored[0].UID)); code != 67 {
+		t.Errorf("curl with bob's password for pp: exit %d (want 67, login denied): %q", code, got)
+	}
+	// bob's login sees bob's INBOX, which is empty.
+	if got, code := curl("-u", "bob:secret-bob", fmt.Sprintf("imaps://127.0.0.1:%s/INBOX;UID=%d", implicit, stored[0].UID)); code == 0 || strings.Contains(got, "Subject:") {
+		t.Errorf("curl as bob for UID %d: exit %d, %q", stored[0].UID, code, got)
+	}
+}
