@@ -386,6 +386,15 @@ var commandStates = map[string][]state{
 	"CHECK":    {stateSelected},
 }
 
+// tellsItself are the commands that send the selected mailbox's updates
+// themselves, where they may (FETCH, STORE and SEARCH must hold back
+// EXPUNGE, RFC 9051 section 7.4.1).
+var tellsItself = map[string]bool{
+	"FETCH": true, "STORE": true, "SEARCH": true, "SORT": true, "THREAD": true,
+	"NOOP": true, "CHECK": true, "IDLE": true, "EXPUNGE": true, "COPY": true, "MOVE": true,
+	"APPEND": true, "SELECT": true, "EXAMINE": true, "CLOSE": true, "UNSELECT": true, "LOGOUT": true,
+}
+
 // result is how a command ended: the tagged status line.
 type result struct {
 	status string // OK, NO, BAD
@@ -418,6 +427,12 @@ func (c *session) command(cmd *imapwire.Command) {
 	}
 	if res.status == "" { // the command answered itself (LOGOUT, IDLE errors)
 		return
+	}
+	if c.sel != nil && !tellsItself[cmd.Name] {
+		// Any command may carry the mailbox's news (RFC 9051 section
+		// 7): what arrived or changed meanwhile goes out before its
+		// tagged answer.
+		c.sync(context.Background(), true)
 	}
 	if res.status == "BAD" {
 		c.w.Status(cmd.Tag, res.status, res.code, res.text)

@@ -307,3 +307,35 @@ func TestQuota(t *testing.T) {
 	}
 	t.Fatal("COPY never reached the quota")
 }
+
+// Idle timeouts: before login the short one, after login the long one;
+// both end with BYE (RFC 9051 section 5.4).
+func TestIdleTimeouts(t *testing.T) {
+	ts := newTestServer(t, serverOptions{preauth: 200 * time.Millisecond, idle: 600 * time.Millisecond}, "pp")
+	c := ts.dial()
+	if l := c.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+	c = ts.login("pp")
+	time.Sleep(300 * time.Millisecond) // past the pre-login timeout: still in
+	c.ok("NOOP")
+	if l := c.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+}
+
+// A message that arrives while the client runs other commands is
+// announced with their answers, not only on NOOP; "*" in an empty
+// mailbox is no error.
+func TestUpdatesWithAnyCommand(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	c := ts.login("pp")
+	c.ok("SELECT INBOX")
+	if lines := c.ok("FETCH 1:* FLAGS"); len(lines) != 0 {
+		t.Errorf("FETCH on an empty mailbox: %q", lines)
+	}
+	c.expect("FETCH 1 FLAGS", "BAD")
+	ts.deliver("pp", "", simpleMessage)
+	lines := c.ok(`LIST "" INBOX`)
+	mustHave(t, lines, "* 1 EXISTS")
+}

@@ -560,10 +560,13 @@ func (c *session) validSeqSet(set imapwire.SeqSet) bool {
 	}
 	n := uint32(len(c.sel.uids))
 	for _, r := range set.Ranges {
-		if r.Start > n || r.Stop > n {
-			return false
-		}
+		// "*" in an empty mailbox names nothing, which is no error
+		// ("FETCH 1:* FLAGS" on an empty INBOX answers OK); a number
+		// past the end is one.
 		if n == 0 && (r.Start == 0 || r.Stop == 0) {
+			continue
+		}
+		if r.Start > n || r.Stop > n {
 			return false
 		}
 	}
