@@ -82,14 +82,30 @@ func (r *Runner) finish(run *entryRun) {
 
 	warned := e.Warned
 	if len(failed) > 0 {
-		r.notice(ctx, run, failed)
+		if err := r.notice(ctx, run, failed); err != nil {
+			// The sender must hear of the failure: the recipients stay
+			// on the queue as they were, so the next round fails them
+			// again (the next hop answers as before, or the lifetime is
+			// over) and tries the notice again. Nothing is lost but an
+			// attempt.
+			for i := range states {
+				for _, f := range failed {
+					if states[i].Address == f.Final && states[i].Status == store.RcptFailed {
+						states[i].Status = store.RcptPending
+						pending++
+						maxAttempts = max(maxAttempts, states[i].Attempts)
+					}
+				}
+			}
+			r.Log.Warn("queue: the failure notice will be tried again with the recipients", "queue_id", e.ID, "recipients", len(failed))
+		}
 	}
 	if len(successful) > 0 {
 		r.notice(ctx, run, successful)
 	}
 	if pending > 0 && len(delayed) > 0 && !e.Warned && r.Config.DelayWarning > 0 && now.Sub(e.Created) >= r.Config.DelayWarning {
-		r.notice(ctx, run, delayed)
-		warned = true
+		// A delay notice that could not be sent is tried at the next round.
+		warned = r.notice(ctx, run, delayed) == nil
 	}
 
 	var err error
@@ -111,14 +127,16 @@ func (r *Runner) finish(run *entryRun) {
 // notice sends a delivery status notification about e to its sender. Never to
 // the null sender: a notice about a notice would start a loop (RFC 5321
 // section 4.5.5, RFC 3461 section 6.2).
-func (r *Runner) notice(ctx context.Context, run *entryRun, rcpts []dsn.Recipient) {
+// The error says the notice could not be handed on (built, stored or
+// queued); a notice that is not to be sent at all is no error.
+func (r *Runner) notice(ctx context.Context, run *entryRun, rcpts []dsn.Recipient) error {
 	e := &run.e
 	if e.From == "" {
 		r.Log.Info("queue: no notice for mail from the null sender", "queue_id", e.ID, "action", string(rcpts[0].Action))
-		return
+		return nil
 	}
 	if r.Notify == nil {
-		return
+		return nil
 	}
 	rep := &dsn.Report{
 		ReportingMTA: r.Config.Hostname,
@@ -142,13 +160,14 @@ func (r *Runner) notice(ctx context.Context, run *entryRun, rcpts []dsn.Recipien
 	msg, err := dsn.Build(rep)
 	if err != nil {
 		r.Log.Error("queue: building a notice", "queue_id", e.ID, "err", err)
-		return
+		return err
 	}
 	if err := r.Notify(ctx, e.From, msg); err != nil {
 		r.Log.Error("queue: sending a notice", "queue_id", e.ID, "to", e.From, "err", err)
-		return
+		return err
 	}
 	r.Log.Info("queue notice", "queue_id", e.ID, "to", e.From, "action", string(rcpts[0].Action), "recipients", len(rcpts))
+	return nil
 }
 
 // Wants reports whether an RFC 3461 NOTIFY value asks for notices of kind

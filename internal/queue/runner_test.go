@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -559,5 +560,29 @@ func TestWants(t *testing.T) {
 		if got := Wants(tc.notify, tc.kind); got != tc.want {
 			t.Errorf("Wants(%q, %q) = %v, want %v", tc.notify, tc.kind, got, tc.want)
 		}
+	}
+}
+
+// A failure notice that cannot be handed on (the store is failing, say)
+// keeps the recipient on the queue: the next round fails it again and
+// tries the notice again, until the sender has it.
+func TestFailureNoticeRetried(t *testing.T) {
+	var tries atomic.Int32
+	h := newHarness(t, smtptest.Options{Rcpt: func(string) error { return smtptest.Perm(550, [3]int{5, 1, 1}, "no such user") }}, Config{})
+	sent := h.r.Notify
+	h.r.Notify = func(ctx context.Context, to string, msg []byte) error {
+		if tries.Add(1) <= 2 {
+			return errors.New("disk full")
+		}
+		return sent(ctx, to, msg)
+	}
+	h.start()
+	h.queue("pp@posthorn.test", store.QueueRecipient{Address: "gone@remote.test"})
+	h.waitEmpty()
+	if n := h.getNotices(); len(n) != 1 || n[0].to != "pp@posthorn.test" {
+		t.Fatalf("notices %+v", n)
+	}
+	if got := tries.Load(); got != 3 {
+		t.Errorf("notice tried %d times, want 3", got)
 	}
 }
