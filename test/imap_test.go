@@ -1,11 +1,13 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -147,9 +149,10 @@ func (p *imapInstance) deliver(rcpt string, msgs []string) {
 
 // storedMessage is a message as the store holds it.
 type storedMessage struct {
-	UID   uint32
-	Flags []string
-	Body  string
+	UID    uint32
+	ModSeq uint64
+	Flags  []string
+	Body   string
 }
 
 // mailbox reads a mailbox of an account from the store on disk (a second
@@ -185,7 +188,7 @@ func (p *imapInstance) mailbox(account, name string) []storedMessage {
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		out = append(out, storedMessage{m.UID, m.Flags, string(b)})
+		out = append(out, storedMessage{m.UID, m.ModSeq, m.Flags, string(b)})
 	}
 	return out
 }
@@ -426,4 +429,251 @@ func TestIMAPWithCurl(t *testing.T) {
 	if got, code := curl("-u", "bob:secret-bob", fmt.Sprintf("imaps://127.0.0.1:%s/INBOX;UID=%d", implicit, stored[0].UID)); code == 0 || strings.Contains(got, "Subject:") {
 		t.Errorf("curl as bob for UID %d: exit %d, %q", stored[0].UID, code, got)
 	}
+}
+
+// imapAppend puts msgs into a mailbox of pp's over implicit TLS with a
+// plain IMAP dialogue (LOGIN, APPEND with synchronising literals).
+func (p *imapInstance) imapAppend(mailbox string, msgs []string) {
+	p.t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(mustRead(p.t, p.certFile)))
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", p.imaps, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	expect := func(prefix string) {
+		p.t.Helper()
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				p.t.Fatalf("IMAP read: %v", err)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return
+			}
+			if !strings.HasPrefix(l, "* ") {
+				p.t.Fatalf("IMAP: %q, want %q", l, prefix)
+			}
+		}
+	}
+	expect("* OK")
+	fmt.Fprintf(c, "a LOGIN pp secret-pp\r\n")
+	expect("a OK")
+	for i, m := range msgs {
+		fmt.Fprintf(c, "b%d APPEND %s {%d}\r\n", i, mailbox, len(m))
+		expect("+")
+		fmt.Fprintf(c, "%s\r\n", m)
+		expect(fmt.Sprintf("b%d OK", i))
+	}
+	fmt.Fprintf(c, "z LOGOUT\r\n")
+}
+
+// maildir lists the messages of a Maildir folder: file name (without the
+// directory) to contents.
+func maildir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			out[sub+"/"+e.Name()] = mustRead(t, filepath.Join(dir, sub, e.Name()))
+		}
+	}
+	return out
+}
+
+// sameMessages reports the differences between what a Maildir holds and
+// what a mailbox on the server holds (compared with LF line ends; mbsync
+// adds an X-TUID: field to the header of what it copies, which is left out).
+func sameMessages(local map[string]string, remote []storedMessage) []string {
+	norm := func(s string) string {
+		s = lf(s)
+		header, body, _ := strings.Cut(s, "\n\n")
+		var kept []string
+		for _, l := range strings.SplitAfter(header+"\n", "\n") {
+			if !strings.HasPrefix(l, "X-TUID: ") {
+				kept = append(kept, l)
+			}
+		}
+		return strings.Join(kept, "") + "\n" + body
+	}
+	count := map[string]int{}
+	for _, b := range local {
+		count[norm(b)]++
+	}
+	for _, m := range remote {
+		count[norm(m.Body)]--
+	}
+	var diff []string
+	for b, n := range count {
+		if n != 0 {
+			first, _, _ := strings.Cut(b[strings.Index(b, "Subject:"):], "\n")
+			diff = append(diff, fmt.Sprintf("%+d %s", n, first))
+		}
+	}
+	slices.Sort(diff)
+	return diff
+}
+
+// mbsync (isync) syncs INBOX and Archive down to a Maildir, 1,000 messages
+// in the INBOX; then a flag set and messages added locally go up; run once
+// more, it changes nothing, on either side.
+func TestIMAPWithMbsync(t *testing.T) {
+	requireTool(t, "mbsync")
+	p := newIMAPInstance(t)
+	start := time.Now()
+	stored := p.fill(1000)
+	var archived []string
+	for i := range 3 {
+		archived = append(archived, imapMessage(2000+i))
+	}
+	p.imapAppend("Archive", archived)
+	t.Logf("1,000 messages delivered over SMTP in %v", time.Since(start).Round(time.Millisecond))
+
+	home := t.TempDir()
+	mail := filepath.Join(home, "mail")
+	if err := os.Mkdir(mail, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := p.ports()
+	rc := filepath.Join(home, "mbsyncrc")
+	// COMPRESS=DEFLATE is turned off here: see TestIMAPWithMbsyncCompress.
+	text := fmt.Sprintf(`IMAPAccount pp
+Host 127.0.0.1
+Port %s
+User pp
+Pass secret-pp
+SSLType STARTTLS
+CertificateFile %s
+DisableExtension COMPRESS=DEFLATE
+Timeout 20
+
+IMAPStore remote
+Account pp
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel pp
+Far :remote:
+Near :local:
+Patterns INBOX Archive
+Create Near
+Sync All
+Expunge None
+SyncState *
+`, plain, p.certFile, mail, mail)
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sync := func(run string) {
+		t.Helper()
+		start := time.Now()
+		out, err := runTool(t, 60*time.Second, []string{"HOME=" + home}, "mbsync", "-c", rc, "-a")
+		if err != nil {
+			t.Fatalf("mbsync (%s): %v\n%s", run, err, out)
+		}
+		t.Logf("mbsync %s: %v", run, time.Since(start).Round(time.Millisecond))
+	}
+
+	sync("first run")
+	inbox, archive := filepath.Join(mail, "INBOX"), filepath.Join(mail, "Archive")
+	local := maildir(t, inbox)
+	if len(local) != len(stored) {
+		t.Fatalf("mbsync put %d messages in the INBOX Maildir, want %d", len(local), len(stored))
+	}
+	if d := sameMessages(local, stored); len(d) > 0 {
+		t.Fatalf("the INBOX Maildir differs from the server's (%d): %q", len(d), d[:min(len(d), 5)])
+	}
+	if d := sameMessages(maildir(t, archive), p.mailbox("pp", "Archive")); len(d) > 0 || len(maildir(t, archive)) != 3 {
+		t.Fatalf("the Archive Maildir differs from the server's: %q", d)
+	}
+
+	// Local changes: flag the message with word7word, add one message to
+	// each folder.
+	var flagged string
+	for name, b := range local {
+		if strings.Contains(b, "\nword7word\n") {
+			flagged = name
+		}
+	}
+	if flagged == "" || !strings.Contains(flagged, ":2,") {
+		t.Fatalf("no Maildir file for message 7 with an info part: %q", flagged)
+	}
+	if err := os.Rename(filepath.Join(inbox, flagged), filepath.Join(inbox, "cur", filepath.Base(flagged)+"F")); err != nil {
+		t.Fatal(err)
+	}
+	newInbox := lf(imapMessage(3000))
+	newArchive := lf(imapMessage(3001))
+	for _, f := range []struct{ dir, text string }{{inbox, newInbox}, {archive, newArchive}} {
+		name := filepath.Join(f.dir, "new", fmt.Sprintf("%d.local.test", time.Now().UnixNano()))
+		if err := os.WriteFile(name, []byte(f.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sync("second run (local changes up)")
+	server := p.mailbox("pp", store.Inbox)
+	if len(server) != len(stored)+1 {
+		t.Fatalf("server INBOX has %d messages after the upload, want %d", len(server), len(stored)+1)
+	}
+	var uploaded bool
+	for _, m := range server {
+		if strings.Contains(m.Body, "word7word") != slices.Contains(m.Flags, `\Flagged`) {
+			t.Errorf("UID %d: flags %q after flagging message 7 locally", m.UID, m.Flags)
+		}
+		// What mbsync uploads has CRLF line ends, as IMAP wants (RFC 9051
+		// section 6.3.12); its content is compared below.
+		if strings.Contains(m.Body, "word3000word") && !strings.Contains(strings.ReplaceAll(m.Body, "\r\n", ""), "\n") {
+			uploaded = true
+		}
+	}
+	if !uploaded {
+		t.Errorf("the message added to the INBOX Maildir is not on the server, with CRLF line ends")
+	}
+	if d := sameMessages(maildir(t, inbox), server); len(d) > 0 {
+		t.Errorf("INBOX differs after the second run: %q", d)
+	}
+	serverArchive := p.mailbox("pp", "Archive")
+	if d := sameMessages(maildir(t, archive), serverArchive); len(d) > 0 || len(serverArchive) != 4 {
+		t.Errorf("Archive after the second run: %d on the server, differences %q", len(serverArchive), d)
+	}
+
+	// Once more: nothing to do, nothing done.
+	beforeInbox, beforeArchive := maildir(t, inbox), maildir(t, archive)
+	sync("third run (nothing to do)")
+	if got := p.mailbox("pp", store.Inbox); !slices.EqualFunc(got, server, sameState) {
+		t.Errorf("the server's INBOX changed on a run with nothing to do")
+	}
+	if got := p.mailbox("pp", "Archive"); !slices.EqualFunc(got, serverArchive, sameState) {
+		t.Errorf("the server's Archive changed on a run with nothing to do")
+	}
+	for _, f := range []struct {
+		before map[string]string
+		dir    string
+	}{{beforeInbox, inbox}, {beforeArchive, archive}} {
+		after := maildir(t, f.dir)
+		if len(after) != len(f.before) {
+			t.Errorf("%s: %d messages, %d before the third run", f.dir, len(after), len(f.before))
+		}
+		for name := range f.before {
+			if _, ok := after[name]; !ok {
+				t.Errorf("%s: %s renamed or gone on a run with nothing to do", f.dir, name)
+			}
+		}
+	}
+}
+
+// sameState compares two stored messages by UID, MODSEQ and flags: a
+// message untouched keeps all three.
+func sameState(a, b storedMessage) bool {
+	return a.UID == b.UID && a.ModSeq == b.ModSeq && slices.Equal(a.Flags, b.Flags)
 }
