@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -676,4 +677,183 @@ SyncState *
 // message untouched keeps all three.
 func sameState(a, b storedMessage) bool {
 	return a.UID == b.UID && a.ModSeq == b.ModSeq && slices.Equal(a.Flags, b.Flags)
+}
+
+// mutt, in a tmux pane: it lists the INBOX over implicit TLS and over
+// STARTTLS, and pipes each message to a file; the files hold the stored
+// bytes (with LF line ends, as mutt writes them).
+func TestIMAPWithMutt(t *testing.T) {
+	requireTool(t, "mutt")
+	requireTool(t, "tmux")
+	p := newIMAPInstance(t)
+	stored := p.fill(3)
+	home := t.TempDir()
+	rc := filepath.Join(home, "muttrc")
+	text := fmt.Sprintf(`set imap_user="pp"
+set imap_pass="secret-pp"
+set ssl_ca_certificates_file=%q
+set certificate_file=%q
+set ssl_starttls=yes
+set ssl_force_tls=yes
+set header_cache=""
+set message_cachedir=""
+set wait_key=no
+set pipe_decode=no
+set quit=yes
+set move=no
+set record=""
+set sort=mailbox-order
+set index_format="IDX %%4C %%s"
+set folder="imaps://127.0.0.1/"
+`, p.certFile, filepath.Join(home, "certificates"))
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A tmux server of this test's own, ended with the test.
+	sock := fmt.Sprintf("posthorn-test-%d", os.Getpid())
+	tmux := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-L", sock, "-f", "/dev/null"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+
+	plain, implicit := p.ports()
+	for _, url := range []string{
+		fmt.Sprintf("imaps://127.0.0.1:%s/INBOX", implicit),
+		fmt.Sprintf("imap://127.0.0.1:%s/INBOX", plain), // STARTTLS, forced
+	} {
+		out := t.TempDir()
+		var keys strings.Builder
+		for i := range stored {
+			if i > 0 {
+				keys.WriteString("<next-entry>")
+			}
+			fmt.Fprintf(&keys, "<pipe-message>cat > %s/%d<enter>", out, i+1)
+		}
+		cmd := fmt.Sprintf("env HOME=%s mutt -n -F %s -f %s -e 'push \"%s\"'", home, rc, url, keys.String())
+		tmux("new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40", cmd)
+		// Wait for the last message to be written and the index drawn.
+		var pane string
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			pane = tmux("capture-pane", "-p", "-t", "mutt")
+			_, err := os.Stat(filepath.Join(out, fmt.Sprint(len(stored))))
+			if err == nil && strings.Count(pane, "IDX ") == len(stored) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mutt %s: no listing or messages after 20s; the screen:\n%s", url, pane)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for i, m := range stored {
+			subject := fmt.Sprintf("IDX %4d message %d", i+1, i+1)
+			if !strings.Contains(pane, subject) {
+				t.Errorf("mutt %s: the index lacks %q:\n%s", url, subject, pane)
+			}
+			// The file may still be being written: wait for all of it.
+			var got string
+			for range 50 {
+				if got = mustRead(t, filepath.Join(out, fmt.Sprint(i+1))); got == lf(m.Body) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got != lf(m.Body) {
+				t.Errorf("mutt %s, message %d:\n%q\nstored:\n%q", url, i+1, got, lf(m.Body))
+			}
+		}
+		tmux("send-keys", "-t", "mutt", "q")
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if exec.Command("tmux", "-L", sock, "has-session", "-t", "mutt").Run() != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mutt did not quit:\n%s", tmux("capture-pane", "-p", "-t", "mutt"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Piping reads with BODY.PEEK (no \Seen); on leaving, mutt marks the
+	// new messages it listed "Old" (mark_old), a keyword it STOREs since
+	// PERMANENTFLAGS has \*. It reached the store.
+	for _, m := range p.mailbox("pp", store.Inbox) {
+		if !slices.Equal(m.Flags, []string{"Old"}) {
+			t.Errorf("UID %d after mutt: flags %q, want [Old]", m.UID, m.Flags)
+		}
+	}
+}
+
+// offlineimap (offlineimap3) syncs INBOX and Archive down to a Maildir over
+// implicit TLS, verifying the certificate: the files hold the stored bytes.
+func TestIMAPWithOfflineimap(t *testing.T) {
+	requireTool(t, "offlineimap")
+	p := newIMAPInstance(t)
+	stored := p.fill(20)
+	p.imapAppend("Archive", []string{imapMessage(500)})
+	archived := p.mailbox("pp", "Archive")
+	home := t.TempDir()
+	mail := filepath.Join(home, "mail")
+	_, implicit := p.ports()
+	rc := filepath.Join(home, "offlineimaprc")
+	text := fmt.Sprintf(`[general]
+accounts = pp
+metadata = %s/meta
+ui = basic
+
+[Account pp]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = %s
+
+[Repository remote]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = %s
+remoteuser = pp
+remotepass = secret-pp
+ssl = yes
+sslcacertfile = %s
+folderfilter = lambda f: f in ['INBOX', 'Archive']
+`, home, mail, implicit, p.certFile)
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTool(t, 60*time.Second, []string{"HOME=" + home}, "offlineimap", "-c", rc, "-o")
+	if err != nil || strings.Contains(out, "ERROR") {
+		t.Fatalf("offlineimap: %v\n%s", err, out)
+	}
+	inbox := maildir(t, filepath.Join(mail, "INBOX"))
+	if len(inbox) != len(stored) {
+		t.Fatalf("offlineimap put %d messages in the INBOX Maildir, want %d\n%s", len(inbox), len(stored), out)
+	}
+	if d := sameMessages(inbox, stored); len(d) > 0 {
+		t.Errorf("the INBOX Maildir differs from the server's: %q", d)
+	}
+	// offlineimap names each file with its UID (",U=n,"): each has the
+	// bytes of that UID.
+	named := 0
+	for name, b := range inbox {
+		for _, m := range stored {
+			if strings.Contains(name, fmt.Sprintf(",U=%d,", m.UID)) {
+				named++
+				if b != lf(m.Body) {
+					t.Errorf("%s:\n%q\nUID %d stored:\n%q", name, b, m.UID, m.Body)
+				}
+			}
+		}
+	}
+	if named != len(stored) {
+		t.Errorf("%d Maildir files name a stored UID, want %d: %v", named, len(stored), slices.Collect(maps.Keys(inbox)))
+	}
+	if d := sameMessages(maildir(t, filepath.Join(mail, "Archive")), archived); len(d) > 0 || len(archived) != 1 {
+		t.Errorf("the Archive Maildir differs from the server's: %q", d)
+	}
 }
