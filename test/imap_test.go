@@ -857,3 +857,65 @@ folderfilter = lambda f: f in ['INBOX', 'Archive']
 		t.Errorf("the Archive Maildir differs from the server's: %q", d)
 	}
 }
+
+// mbsync with its defaults uses COMPRESS=DEFLATE when the server offers it,
+// and flushes its compressed commands with zlib's Z_PARTIAL_FLUSH, as
+// Thunderbird does: the end of a block without an empty stored block after
+// it (RFC 4978 leaves the flush mode to the sender). Go's compress/flate
+// reader returns nothing of such a block until more input comes
+// (golang/go#31514), so a server reading with it waits for the next command
+// while the client waits for the answer. This test syncs with COMPRESS on.
+func TestIMAPWithMbsyncCompress(t *testing.T) {
+	requireTool(t, "mbsync")
+	p := newIMAPInstance(t)
+	stored := p.fill(3)
+	home := t.TempDir()
+	mail := filepath.Join(home, "mail")
+	if err := os.Mkdir(mail, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, implicit := p.ports()
+	rc := filepath.Join(home, "mbsyncrc")
+	text := fmt.Sprintf(`IMAPAccount pp
+Host 127.0.0.1
+Port %s
+User pp
+Pass secret-pp
+SSLType IMAPS
+CertificateFile %s
+Timeout 5
+
+IMAPStore remote
+Account pp
+
+MaildirStore local
+Path %s/
+Inbox %s/INBOX
+
+Channel pp
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+Sync Pull
+SyncState *
+`, implicit, p.certFile, mail, mail)
+	if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runTool(t, 30*time.Second, []string{"HOME=" + home}, "mbsync", "-D", "-c", rc, "-a")
+	if err != nil {
+		// -D shows the exchange: the last command sent after COMPRESS
+		// DEFLATE got no answer.
+		var tail []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "F: ") || strings.Contains(l, "error") || strings.Contains(l, "timeout") {
+				tail = append(tail, l)
+			}
+		}
+		t.Fatalf("mbsync over IMAPS with COMPRESS=DEFLATE: %v\n%s", err, strings.Join(tail[max(0, len(tail)-8):], "\n"))
+	}
+	if d := sameMessages(maildir(t, filepath.Join(mail, "INBOX")), stored); len(d) > 0 {
+		t.Errorf("the INBOX Maildir differs from the server's: %q", d)
+	}
+}
