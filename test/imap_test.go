@@ -19,9 +19,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -917,5 +919,101 @@ SyncState *
 	}
 	if d := sameMessages(maildir(t, filepath.Join(mail, "INBOX")), stored); len(d) > 0 {
 		t.Errorf("the INBOX Maildir differs from the server's: %q", d)
+	}
+}
+
+// serve --dev listens for IMAP on 127.0.0.1:2143 and 2993 and says so;
+// the curl commands it prints work.
+func TestDevServerIMAP(t *testing.T) {
+	requireTool(t, "curl")
+	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2143", "127.0.0.1:2993"} {
+		if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+			c.Close()
+			t.Skipf("%s is busy: something else runs there", a)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "dev")
+	cmd := exec.Command(binary, "serve", "--dev", dir)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(stdout)
+	var printed strings.Builder
+	for sc.Scan() {
+		printed.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "Stop with") {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	for _, want := range []string{"IMAP:     127.0.0.1:2143", "IMAPS:    127.0.0.1:2993"} {
+		if !strings.Contains(printed.String(), want) {
+			t.Errorf("serve --dev did not print %q:\n%s", want, printed.String())
+		}
+	}
+	c, err := gosmtp.Dial("127.0.0.1:2525")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const msg = "From: a@example.net\r\nSubject: dev\r\n\r\nhello over IMAP\r\n"
+	if err := c.SendMail("a@example.net", []string{"demo@posthorn.test"}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Run the two "try:" lines as printed (the shell quotes the URL).
+	var tries []string
+	for _, l := range strings.Split(printed.String(), "\n") {
+		if _, cmdline, ok := strings.Cut(l, "try: curl "); ok && strings.Contains(cmdline, "imap") {
+			tries = append(tries, "curl -sS --max-time 20 "+cmdline)
+		}
+	}
+	if len(tries) != 2 {
+		t.Fatalf("serve --dev printed %d IMAP examples, want 2:\n%s", len(tries), printed.String())
+	}
+	for _, try := range tries {
+		out, err := exec.Command("/bin/sh", "-c", try).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: %v\n%s", try, err, out)
+			continue
+		}
+		switch {
+		case strings.Contains(try, "UID=1"):
+			if !strings.HasSuffix(string(out), msg) {
+				t.Errorf("%s:\n%q, want the message", try, out)
+			}
+		case !strings.Contains(string(out), `"/" INBOX`):
+			t.Errorf("%s:\n%q, want a LIST with INBOX", try, out)
+		}
+	}
+}
+
+// Implicit TLS without a certificate is a configuration error, said at
+// start; `posthorn check` lists the IMAP listeners.
+func TestIMAPConfig(t *testing.T) {
+	addr := freePort(t)
+	in := newInstanceWith(t, instanceOptions{extra: fmt.Sprintf("[imap]\ntls_listen = %q\n", addr)})
+	r := in.exec("", "serve", "--config", in.cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "[imap] tls_listen") || !strings.Contains(r.stderr, "certificate") {
+		t.Errorf("serve with [imap] tls_listen and no certificate: exit %d, %q", r.code, r.stderr)
+	}
+	plain := freePort(t)
+	in = newInstanceWith(t, instanceOptions{extra: fmt.Sprintf("[imap]\nlisten = %q\nidle_timeout = \"1h\"\n", plain)})
+	out := in.run("", "check", "--config", in.cfg)
+	if !regexp.MustCompile(`(?m)^  imap +` + regexp.QuoteMeta(plain) + `$`).MatchString(out) {
+		t.Errorf("posthorn check does not list the IMAP listener %s:\n%s", plain, out)
+	}
+	// An idle timeout under RFC 9051's 30 minutes is refused with its line.
+	in.writeFile("posthorn.toml", strings.Replace(mustRead(t, in.cfg), `idle_timeout = "1h"`, `idle_timeout = "10m"`, 1))
+	r = in.exec("", "check", "--config", in.cfg)
+	if r.code == 0 || !regexp.MustCompile(`posthorn\.toml:\d+: imap\.idle_timeout: .*30m`).MatchString(r.stderr) {
+		t.Errorf("check with idle_timeout = 10m: exit %d, %q", r.code, r.stderr)
 	}
 }
