@@ -23,8 +23,8 @@ import (
 	"github.com/xdg-go/scram"
 )
 
-// binaryData is every byte value, so that BINARY must decode exactly.
-var binaryData = func() []byte {
+// clBinaryData is every byte value, so that BINARY must decode exactly.
+var clBinaryData = func() []byte {
 	b := make([]byte, 300)
 	for i := range b {
 		b[i] = byte(i * 7)
@@ -32,9 +32,9 @@ var binaryData = func() []byte {
 	return b
 }()
 
-// wrap76 base64-encodes b in lines of 76 characters (RFC 2045 section
+// clWrap76 base64-encodes b in lines of 76 characters (RFC 2045 section
 // 6.8), each ended by CRLF.
-func wrap76(b []byte) string {
+func clWrap76(b []byte) string {
 	s := base64.StdEncoding.EncodeToString(b)
 	var out strings.Builder
 	for len(s) > 76 {
@@ -45,11 +45,11 @@ func wrap76(b []byte) string {
 	return out.String()
 }
 
-// The parts of nestedMessage, kept apart so that the tests can say what
+// The parts of clNestedMessage, kept apart so that the tests can say what
 // each section must be (RFC 9051 section 6.4.5: the CRLF before a
 // boundary belongs to the boundary, RFC 2046 section 5.1.1).
 const (
-	nestedHeader = "From: Carol <carol@example.org>\r\n" +
+	clNestedHeader = "From: Carol <carol@example.org>\r\n" +
 		"To: Dave <dave@example.net>, Erin <erin@example.net>\r\n" +
 		"Cc: Frank <frank@example.com>\r\n" +
 		"Subject: Nested parts\r\n" +
@@ -59,53 +59,53 @@ const (
 		"MIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/mixed; boundary=\"outer\"\r\n" +
 		"\r\n"
-	part1MIME  = "Content-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n"
-	part11Body = "Plain text part, with a word: zanzibar."
-	part12Body = "<p>HTML part.</p>"
-	part2Head  = "From: Grace <grace@example.com>\r\n" +
+	clPart1MIME  = "Content-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n"
+	clPart11Body = "Plain text part, with a word: zanzibar."
+	clPart12Body = "<p>HTML part.</p>"
+	clPart2Head  = "From: Grace <grace@example.com>\r\n" +
 		"Subject: Forwarded one\r\n" +
 		"Date: Fri, 20 Nov 2026 08:00:00 +0000\r\n" +
 		"\r\n"
-	part2Body = "Inner body line."
-	part3MIME = "Content-Type: application/octet-stream; name=\"data.bin\"\r\n" +
+	clPart2Body = "Inner body line."
+	clPart3MIME = "Content-Type: application/octet-stream; name=\"data.bin\"\r\n" +
 		"Content-Transfer-Encoding: base64\r\n" +
 		"Content-Disposition: attachment; filename=\"data.bin\"\r\n" +
 		"\r\n"
 )
 
-var nestedMessage = nestedHeader +
+var clNestedMessage = clNestedHeader +
 	"This is the preamble.\r\n" +
 	"--outer\r\n" +
-	part1MIME +
+	clPart1MIME +
 	"--inner\r\n" +
 	"Content-Type: text/plain; charset=utf-8\r\n" +
 	"\r\n" +
-	part11Body + "\r\n" +
+	clPart11Body + "\r\n" +
 	"--inner\r\n" +
 	"Content-Type: text/html; charset=utf-8\r\n" +
 	"\r\n" +
-	part12Body + "\r\n" +
+	clPart12Body + "\r\n" +
 	"--inner--\r\n" +
 	"--outer\r\n" +
 	"Content-Type: message/rfc822\r\n" +
 	"\r\n" +
-	part2Head + part2Body + "\r\n" +
+	clPart2Head + clPart2Body + "\r\n" +
 	"--outer\r\n" +
-	part3MIME +
-	wrap76(binaryData) +
+	clPart3MIME +
+	clWrap76(clBinaryData) +
 	"--outer--\r\n"
 
-// base64Message is a single-part message whose body is base64: BINARY[1]
+// clBase64Message is a single-part message whose body is base64: BINARY[1]
 // is the decoded bytes (RFC 3516 section 4.2).
-var base64Message = "From: a@example.org\r\n" +
+var clBase64Message = "From: a@example.org\r\n" +
 	"Subject: binary\r\n" +
 	"MIME-Version: 1.0\r\n" +
 	"Content-Type: application/octet-stream\r\n" +
 	"Content-Transfer-Encoding: base64\r\n" +
-	"\r\n" + wrap76(binaryData)
+	"\r\n" + clWrap76(clBinaryData)
 
-// msgText makes a small message with a subject, a date and a body.
-func msgText(from, subject, date, body string, extra ...string) string {
+// clMsgText makes a small message with a subject, a date and a body.
+func clMsgText(from, subject, date, body string, extra ...string) string {
 	h := "From: " + from + "\r\nTo: bob@example.net\r\nSubject: " + subject + "\r\nDate: " + date + "\r\n"
 	for _, e := range extra {
 		h += e + "\r\n"
@@ -113,17 +113,17 @@ func msgText(from, subject, date, body string, extra ...string) string {
 	return h + "\r\n" + body + "\r\n"
 }
 
-// dialMode says how dialClient connects.
-type dialMode int
+// clDialMode says how dialClient connects.
+type clDialMode int
 
 const (
-	dialPlain    dialMode = iota // port 143 in clear (loopback may LOGIN)
-	dialStartTLS                 // port 143 then STARTTLS
-	dialTLS                      // implicit TLS (port 993)
+	clDialPlain    clDialMode = iota // port 143 in clear (loopback may LOGIN)
+	clDialStartTLS                 // port 143 then STARTTLS
+	clDialTLS                      // implicit TLS (port 993)
 )
 
 // dialClient connects imapclient to the server, without logging in.
-func (ts *testServer) dialClient(t *testing.T, mode dialMode, h *imapclient.UnilateralDataHandler) *imapclient.Client {
+func (ts *testServer) dialClient(t *testing.T, mode clDialMode, h *imapclient.UnilateralDataHandler) *imapclient.Client {
 	t.Helper()
 	o := &imapclient.Options{
 		TLSConfig:             &tls.Config{RootCAs: ts.roots, ServerName: "localhost"},
@@ -133,11 +133,11 @@ func (ts *testServer) dialClient(t *testing.T, mode dialMode, h *imapclient.Unil
 	var c *imapclient.Client
 	var err error
 	switch mode {
-	case dialPlain:
+	case clDialPlain:
 		c, err = imapclient.DialInsecure(ts.addr, o)
-	case dialStartTLS:
+	case clDialStartTLS:
 		c, err = imapclient.DialStartTLS(ts.addr, o)
-	case dialTLS:
+	case clDialTLS:
 		c, err = imapclient.DialTLS(ts.tlsAdr, o)
 	}
 	if err != nil {
@@ -153,33 +153,33 @@ func (ts *testServer) dialClient(t *testing.T, mode dialMode, h *imapclient.Unil
 // clientLogin dials with implicit TLS and logs in as account.
 func (ts *testServer) clientLogin(t *testing.T, account string, h *imapclient.UnilateralDataHandler) *imapclient.Client {
 	t.Helper()
-	c := ts.dialClient(t, dialTLS, h)
+	c := ts.dialClient(t, clDialTLS, h)
 	if err := c.Login(account, "pw-"+account).Wait(); err != nil {
 		t.Fatalf("LOGIN: %v", err)
 	}
 	return c
 }
 
-// scramClient is a sasl.Client for SCRAM-SHA-256 (RFC 7677) over
+// clScramClient is a sasl.Client for SCRAM-SHA-256 (RFC 7677) over
 // xdg-go/scram, which go-sasl lacks.
-type scramClient struct {
+type clScramClient struct {
 	conv *scram.ClientConversation
 }
 
-func newSCRAMClient(user, pass string) (*scramClient, error) {
+func clNewSCRAMClient(user, pass string) (*clScramClient, error) {
 	cl, err := scram.SHA256.NewClient(user, pass, "")
 	if err != nil {
 		return nil, err
 	}
-	return &scramClient{conv: cl.NewConversation()}, nil
+	return &clScramClient{conv: cl.NewConversation()}, nil
 }
 
-func (s *scramClient) Start() (string, []byte, error) {
+func (s *clScramClient) Start() (string, []byte, error) {
 	first, err := s.conv.Step("")
 	return "SCRAM-SHA-256", []byte(first), err
 }
 
-func (s *scramClient) Next(challenge []byte) ([]byte, error) {
+func (s *clScramClient) Next(challenge []byte) ([]byte, error) {
 	resp, err := s.conv.Step(string(challenge))
 	return []byte(resp), err
 }
@@ -189,12 +189,12 @@ func TestClientTransports(t *testing.T) {
 	ts := newTestServer(t, serverOptions{}, "tt")
 	for _, tc := range []struct {
 		name     string
-		mode     dialMode
+		mode     clDialMode
 		startTLS bool // STARTTLS advertised before login
 	}{
-		{"plain", dialPlain, true},
-		{"starttls", dialStartTLS, false},
-		{"implicit-tls", dialTLS, false},
+		{"plain", clDialPlain, true},
+		{"starttls", clDialStartTLS, false},
+		{"implicit-tls", clDialTLS, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ts.dialClient(t, tc.mode, nil)
@@ -231,7 +231,7 @@ func TestClientAuthMechanisms(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, serverOptions{}, "au")
 	t.Run("login-wrong-then-right", func(t *testing.T) {
-		c := ts.dialClient(t, dialTLS, nil)
+		c := ts.dialClient(t, clDialTLS, nil)
 		err := c.Login("au", "wrong").Wait()
 		var ierr *imap.Error
 		if !errors.As(err, &ierr) || ierr.Type != imap.StatusResponseTypeNo || ierr.Code != imap.ResponseCodeAuthenticationFailed {
@@ -242,7 +242,7 @@ func TestClientAuthMechanisms(t *testing.T) {
 		}
 	})
 	t.Run("plain-sasl-ir", func(t *testing.T) {
-		c := ts.dialClient(t, dialTLS, nil)
+		c := ts.dialClient(t, clDialTLS, nil)
 		if err := c.Authenticate(sasl.NewPlainClient("", "au", "pw-au")); err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +254,7 @@ func TestClientAuthMechanisms(t *testing.T) {
 		}
 	})
 	t.Run("plain-wrong", func(t *testing.T) {
-		c := ts.dialClient(t, dialTLS, nil)
+		c := ts.dialClient(t, clDialTLS, nil)
 		if err := c.Authenticate(sasl.NewPlainClient("", "au", "nope")); err == nil {
 			t.Fatal("AUTHENTICATE PLAIN with a wrong password succeeded")
 		}
@@ -279,7 +279,7 @@ func TestClientAuthMechanisms(t *testing.T) {
 		if !caps.Has(imap.AuthCap("SCRAM-SHA-256")) {
 			t.Fatalf("AUTH=SCRAM-SHA-256 not advertised: %v", caps)
 		}
-		sc, err := newSCRAMClient("au", "pw-au")
+		sc, err := clNewSCRAMClient("au", "pw-au")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,8 +294,8 @@ func TestClientAuthMechanisms(t *testing.T) {
 		}
 	})
 	t.Run("scram-wrong", func(t *testing.T) {
-		c := ts.dialClient(t, dialTLS, nil)
-		sc, _ := newSCRAMClient("au", "bad password")
+		c := ts.dialClient(t, clDialTLS, nil)
+		sc, _ := clNewSCRAMClient("au", "bad password")
 		if err := c.Authenticate(sc); err == nil {
 			t.Fatal("SCRAM with a wrong password succeeded")
 		}
@@ -332,7 +332,7 @@ func TestClientCapabilities(t *testing.T) {
 		t.Errorf("no APPENDLIMIT=n in %v", caps)
 	}
 	// Before login, commands of the authenticated state are refused.
-	c2 := ts.dialClient(t, dialTLS, nil)
+	c2 := ts.dialClient(t, clDialTLS, nil)
 	if _, err := c2.Select("INBOX", nil).Wait(); err == nil {
 		t.Error("SELECT before login succeeded")
 	}
@@ -355,7 +355,7 @@ func TestClientEnableIDNamespace(t *testing.T) {
 	if err := c.Create("Reçus/Été", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := listAttrs(t, c, "", "Reçus/*", nil)["Reçus/Été"]; !ok {
+	if _, ok := clListAttrs(t, c, "", "Reçus/*", nil)["Reçus/Été"]; !ok {
 		t.Error("UTF-8 mailbox name not listed as created")
 	}
 	id, err := c.ID(&imap.IDData{Name: "posthorn-test", Version: "1"}).Wait()
@@ -376,7 +376,7 @@ func TestClientEnableIDNamespace(t *testing.T) {
 
 // listNames returns the mailbox names of a LIST answer with their
 // attributes.
-func listAttrs(t *testing.T, c *imapclient.Client, ref, pattern string, o *imap.ListOptions) map[string][]imap.MailboxAttr {
+func clListAttrs(t *testing.T, c *imapclient.Client, ref, pattern string, o *imap.ListOptions) map[string][]imap.MailboxAttr {
 	t.Helper()
 	l, err := c.List(ref, pattern, o).Collect()
 	if err != nil {
@@ -392,7 +392,7 @@ func listAttrs(t *testing.T, c *imapclient.Client, ref, pattern string, o *imap.
 	return m
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+func clSortedKeys[V any](m map[string]V) []string {
 	var k []string
 	for x := range m {
 		k = append(k, x)
@@ -405,7 +405,7 @@ func TestClientListSpecialUse(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, serverOptions{}, "li")
 	c := ts.clientLogin(t, "li", nil)
-	all := listAttrs(t, c, "", "*", nil)
+	all := clListAttrs(t, c, "", "*", nil)
 	// The default mailboxes and their RFC 6154 attributes.
 	for name, attr := range map[string]imap.MailboxAttr{
 		"Sent": imap.MailboxAttrSent, "Drafts": imap.MailboxAttrDrafts, "Junk": imap.MailboxAttrJunk,
@@ -416,7 +416,7 @@ func TestClientListSpecialUse(t *testing.T) {
 		}
 	}
 	if _, ok := all["INBOX"]; !ok {
-		t.Errorf("LIST * lacks INBOX: %v", sortedKeys(all))
+		t.Errorf("LIST * lacks INBOX: %v", clSortedKeys(all))
 	}
 	for _, name := range []string{"Work", "Work/2025", "Work/2025/Q1", "Workshop"} {
 		if err := c.Create(name, nil).Wait(); err != nil {
@@ -425,7 +425,7 @@ func TestClientListSpecialUse(t *testing.T) {
 	}
 	// New mailboxes start subscribed here (the store's choice): start
 	// from none subscribed but Work/2025.
-	for name := range listAttrs(t, c, "", "*", nil) {
+	for name := range clListAttrs(t, c, "", "*", nil) {
 		if err := c.Unsubscribe(name).Wait(); err != nil {
 			t.Fatal(err)
 		}
@@ -445,19 +445,19 @@ func TestClientListSpecialUse(t *testing.T) {
 		{"", "inbox", []string{"INBOX"}},
 		{"", "Nothing*", nil},
 	} {
-		got := sortedKeys(listAttrs(t, c, tc.ref, tc.pattern, nil))
+		got := clSortedKeys(clListAttrs(t, c, tc.ref, tc.pattern, nil))
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("LIST %q %q = %v, want %v", tc.ref, tc.pattern, got, tc.want)
 		}
 	}
 	// CHILDREN (RFC 3348).
-	m := listAttrs(t, c, "", "Work*", &imap.ListOptions{ReturnChildren: true})
+	m := clListAttrs(t, c, "", "Work*", &imap.ListOptions{ReturnChildren: true})
 	if !slices.Contains(m["Work"], imap.MailboxAttrHasChildren) || !slices.Contains(m["Workshop"], imap.MailboxAttrHasNoChildren) {
 		t.Errorf("CHILDREN: %v", m)
 	}
 	// LIST-EXTENDED selection options (RFC 5258).
-	m = listAttrs(t, c, "", "*", &imap.ListOptions{SelectSubscribed: true})
-	if got := sortedKeys(m); !slices.Contains(got, "Work/2025") || slices.Contains(got, "Work") || slices.Contains(got, "Workshop") {
+	m = clListAttrs(t, c, "", "*", &imap.ListOptions{SelectSubscribed: true})
+	if got := clSortedKeys(m); !slices.Contains(got, "Work/2025") || slices.Contains(got, "Work") || slices.Contains(got, "Workshop") {
 		t.Errorf("LIST (SUBSCRIBED) = %v", got)
 	}
 	if !slices.Contains(m["Work/2025"], imap.MailboxAttrSubscribed) {
@@ -470,11 +470,11 @@ func TestClientListSpecialUse(t *testing.T) {
 	if len(l) != 1 || l[0].ChildInfo == nil || !l[0].ChildInfo.Subscribed {
 		t.Errorf("LIST (SUBSCRIBED RECURSIVEMATCH) Work: %+v, want CHILDINFO (SUBSCRIBED)", l)
 	}
-	m = listAttrs(t, c, "", "*", &imap.ListOptions{SelectSpecialUse: true})
-	if got := sortedKeys(m); !slices.Equal(got, []string{"Archive", "Drafts", "Junk", "Sent", "Trash"}) {
+	m = clListAttrs(t, c, "", "*", &imap.ListOptions{SelectSpecialUse: true})
+	if got := clSortedKeys(m); !slices.Equal(got, []string{"Archive", "Drafts", "Junk", "Sent", "Trash"}) {
 		t.Errorf("LIST (SPECIAL-USE) = %v", got)
 	}
-	m = listAttrs(t, c, "", "Work%", &imap.ListOptions{ReturnSubscribed: true})
+	m = clListAttrs(t, c, "", "Work%", &imap.ListOptions{ReturnSubscribed: true})
 	if slices.Contains(m["Work"], imap.MailboxAttrSubscribed) {
 		t.Errorf("RETURN (SUBSCRIBED): Work not subscribed but has %v", m["Work"])
 	}
@@ -502,7 +502,7 @@ func TestClientMailboxLifecycle(t *testing.T) {
 	if err := c.Create("Old Stuff", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrArchive}}).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if m := listAttrs(t, c, "", "Old Stuff", nil); !slices.Contains(m["Old Stuff"], imap.MailboxAttrArchive) {
+	if m := clListAttrs(t, c, "", "Old Stuff", nil); !slices.Contains(m["Old Stuff"], imap.MailboxAttrArchive) {
 		t.Errorf("CREATE USE (\\Archive): LIST gives %v", m)
 	}
 	if err := c.Create("Bad Use", &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{"\\Nonsense"}}).Wait(); err == nil {
@@ -525,7 +525,7 @@ func TestClientMailboxLifecycle(t *testing.T) {
 	if err := c.Rename("P", "Q", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	got := sortedKeys(listAttrs(t, c, "", "*", nil))
+	got := clSortedKeys(clListAttrs(t, c, "", "*", nil))
 	for _, n := range []string{"Q", "Q/C1", "Q/C1/G", "Q/C2"} {
 		if !slices.Contains(got, n) {
 			t.Errorf("after RENAME P Q, %s missing: %v", n, got)
@@ -571,7 +571,7 @@ func TestClientMailboxLifecycle(t *testing.T) {
 	if err := c.Delete("Old Stuff").Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := listAttrs(t, c, "", "*", nil)["Old Stuff"]; ok {
+	if _, ok := clListAttrs(t, c, "", "*", nil)["Old Stuff"]; ok {
 		t.Error("deleted mailbox still listed")
 	}
 	if err := c.Delete("Old Stuff").Wait(); err == nil {
@@ -585,13 +585,13 @@ func TestClientMailboxLifecycle(t *testing.T) {
 	if err := c.Subscribe("Q/C2").Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := listAttrs(t, c, "", "*", &imap.ListOptions{SelectSubscribed: true})["Q/C2"]; !ok {
+	if _, ok := clListAttrs(t, c, "", "*", &imap.ListOptions{SelectSubscribed: true})["Q/C2"]; !ok {
 		t.Error("subscribed mailbox not in LIST (SUBSCRIBED)")
 	}
 	if err := c.Unsubscribe("Q/C2").Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := listAttrs(t, c, "", "*", &imap.ListOptions{SelectSubscribed: true})["Q/C2"]; ok {
+	if _, ok := clListAttrs(t, c, "", "*", &imap.ListOptions{SelectSubscribed: true})["Q/C2"]; ok {
 		t.Error("unsubscribed mailbox still in LIST (SUBSCRIBED)")
 	}
 }
@@ -600,7 +600,7 @@ func TestClientStatus(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, serverOptions{}, "st")
 	ts.deliver("st", "", simpleMessage)
-	ts.deliver("st", "", nestedMessage, `\Seen`)
+	ts.deliver("st", "", clNestedMessage, `\Seen`)
 	ts.deliver("st", "", simpleMessage, `\Deleted`, `\Seen`)
 	c := ts.clientLogin(t, "st", nil)
 	sd, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true,
@@ -608,7 +608,7 @@ func TestClientStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	size := int64(2*len(simpleMessage) + len(nestedMessage))
+	size := int64(2*len(simpleMessage) + len(clNestedMessage))
 	switch {
 	case sd.NumMessages == nil || *sd.NumMessages != 3:
 		t.Errorf("MESSAGES %v", sd.NumMessages)
@@ -710,8 +710,8 @@ func TestClientFetchItems(t *testing.T) {
 		}
 		return ad.UID
 	}
-	u1 := appendMsg(nestedMessage)
-	u2 := appendMsg(base64Message)
+	u1 := appendMsg(clNestedMessage)
+	u2 := appendMsg(clBase64Message)
 	// SELECT (CONDSTORE) turns CONDSTORE on (RFC 7162 section 3.1.8).
 	if sd, err := c.Select("INBOX", &imap.SelectOptions{CondStore: true}).Wait(); err != nil || sd.HighestModSeq == 0 {
 		t.Fatalf("SELECT (CONDSTORE): %+v %v", sd, err)
@@ -723,19 +723,19 @@ func TestClientFetchItems(t *testing.T) {
 		s    *imap.FetchItemBodySection
 		want string
 	}{
-		"BODY[]":          {sec(""), nestedMessage},
-		"BODY[HEADER]":    {sec(imap.PartSpecifierHeader), nestedHeader},
-		"BODY[TEXT]":      {sec(imap.PartSpecifierText), strings.TrimPrefix(nestedMessage, nestedHeader)},
-		"BODY[1.1]":       {sec("", 1, 1), part11Body},
-		"BODY[1.2]":       {sec("", 1, 2), part12Body},
-		"BODY[1.MIME]":    {sec(imap.PartSpecifierMIME, 1), part1MIME},
-		"BODY[2]":         {sec("", 2), part2Head + part2Body},
-		"BODY[2.HEADER]":  {sec(imap.PartSpecifierHeader, 2), part2Head},
-		"BODY[2.TEXT]":    {sec(imap.PartSpecifierText, 2), part2Body},
-		"BODY[3.MIME]":    {sec(imap.PartSpecifierMIME, 3), part3MIME},
-		"BODY[3]":         {sec("", 3), strings.TrimSuffix(wrap76(binaryData), "\r\n")},
-		"BODY[]<0.10>":    {&imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Offset: 0, Size: 10}}, nestedMessage[:10]},
-		"BODY[1.1]<6.4>":  {&imap.FetchItemBodySection{Part: []int{1, 1}, Peek: true, Partial: &imap.SectionPartial{Offset: 6, Size: 4}}, part11Body[6:10]},
+		"BODY[]":          {sec(""), clNestedMessage},
+		"BODY[HEADER]":    {sec(imap.PartSpecifierHeader), clNestedHeader},
+		"BODY[TEXT]":      {sec(imap.PartSpecifierText), strings.TrimPrefix(clNestedMessage, clNestedHeader)},
+		"BODY[1.1]":       {sec("", 1, 1), clPart11Body},
+		"BODY[1.2]":       {sec("", 1, 2), clPart12Body},
+		"BODY[1.MIME]":    {sec(imap.PartSpecifierMIME, 1), clPart1MIME},
+		"BODY[2]":         {sec("", 2), clPart2Head + clPart2Body},
+		"BODY[2.HEADER]":  {sec(imap.PartSpecifierHeader, 2), clPart2Head},
+		"BODY[2.TEXT]":    {sec(imap.PartSpecifierText, 2), clPart2Body},
+		"BODY[3.MIME]":    {sec(imap.PartSpecifierMIME, 3), clPart3MIME},
+		"BODY[3]":         {sec("", 3), strings.TrimSuffix(clWrap76(clBinaryData), "\r\n")},
+		"BODY[]<0.10>":    {&imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Offset: 0, Size: 10}}, clNestedMessage[:10]},
+		"BODY[1.1]<6.4>":  {&imap.FetchItemBodySection{Part: []int{1, 1}, Peek: true, Partial: &imap.SectionPartial{Offset: 6, Size: 4}}, clPart11Body[6:10]},
 		"BODY[]<5000.10>": {&imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Offset: 5000, Size: 10}}, ""},
 		"HEADER.FIELDS": {&imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "FROM", "X-Absent"}, Peek: true},
 			"From: Carol <carol@example.org>\r\nSubject: Nested parts\r\n\r\n"},
@@ -767,8 +767,8 @@ func TestClientFetchItems(t *testing.T) {
 	if len(m.Flags) != 0 {
 		t.Errorf("FLAGS %v after peeks", m.Flags)
 	}
-	if m.RFC822Size != int64(len(nestedMessage)) {
-		t.Errorf("RFC822.SIZE %d, want %d", m.RFC822Size, len(nestedMessage))
+	if m.RFC822Size != int64(len(clNestedMessage)) {
+		t.Errorf("RFC822.SIZE %d, want %d", m.RFC822Size, len(clNestedMessage))
 	}
 	if !m.InternalDate.Equal(date) {
 		t.Errorf("INTERNALDATE %v, want %v", m.InternalDate, date)
@@ -784,14 +784,14 @@ func TestClientFetchItems(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, got, s.want)
 		}
 	}
-	if got := m.FindBinarySection(&imap.FetchItemBinarySection{Part: []int{3}, Peek: true}); !bytes.Equal(got, binaryData) {
-		t.Errorf("BINARY[3] = %d bytes, not the attachment's %d", len(got), len(binaryData))
+	if got := m.FindBinarySection(&imap.FetchItemBinarySection{Part: []int{3}, Peek: true}); !bytes.Equal(got, clBinaryData) {
+		t.Errorf("BINARY[3] = %d bytes, not the attachment's %d", len(got), len(clBinaryData))
 	}
-	if n, ok := m.FindBinarySectionSize([]int{3}); !ok || n != uint32(len(binaryData)) {
-		t.Errorf("BINARY.SIZE[3] = %d %v, want %d", n, ok, len(binaryData))
+	if n, ok := m.FindBinarySectionSize([]int{3}); !ok || n != uint32(len(clBinaryData)) {
+		t.Errorf("BINARY.SIZE[3] = %d %v, want %d", n, ok, len(clBinaryData))
 	}
-	if n, ok := m.FindBinarySectionSize([]int{1, 1}); !ok || n != uint32(len(part11Body)) {
-		t.Errorf("BINARY.SIZE[1.1] = %d %v, want %d", n, ok, len(part11Body))
+	if n, ok := m.FindBinarySectionSize([]int{1, 1}); !ok || n != uint32(len(clPart11Body)) {
+		t.Errorf("BINARY.SIZE[1.1] = %d %v, want %d", n, ok, len(clPart11Body))
 	}
 
 	// ENVELOPE (RFC 9051 section 7.5.2).
@@ -831,7 +831,7 @@ func TestClientFetchItems(t *testing.T) {
 
 	// BODYSTRUCTURE of multipart/mixed (multipart/alternative (text/plain,
 	// text/html), message/rfc822, application/octet-stream).
-	checkNestedStructure(t, m.BodyStructure)
+	clCheckNestedStructure(t, m.BodyStructure)
 
 	// The single-part base64 message: BINARY[1] decodes (RFC 3516).
 	b1 := &imap.FetchItemBinarySection{Part: []int{1}, Peek: true}
@@ -840,10 +840,10 @@ func TestClientFetchItems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := msgs[0].FindBinarySection(b1); !bytes.Equal(got, binaryData) {
-		t.Errorf("BINARY[1] = %x, want %x", got, binaryData)
+	if got := msgs[0].FindBinarySection(b1); !bytes.Equal(got, clBinaryData) {
+		t.Errorf("BINARY[1] = %x, want %x", got, clBinaryData)
 	}
-	if n, _ := msgs[0].FindBinarySectionSize([]int{1}); n != uint32(len(binaryData)) {
+	if n, _ := msgs[0].FindBinarySectionSize([]int{1}); n != uint32(len(clBinaryData)) {
 		t.Errorf("BINARY.SIZE[1] = %d", n)
 	}
 
@@ -858,7 +858,7 @@ func TestClientFetchItems(t *testing.T) {
 	}
 }
 
-func checkNestedStructure(t *testing.T, bs imap.BodyStructure) {
+func clCheckNestedStructure(t *testing.T, bs imap.BodyStructure) {
 	t.Helper()
 	mixed, ok := bs.(*imap.BodyStructureMultiPart)
 	if !ok || mixed.MediaType() != "multipart/mixed" || len(mixed.Children) != 3 {
@@ -874,7 +874,7 @@ func checkNestedStructure(t *testing.T, bs imap.BodyStructure) {
 	for i, want := range []struct {
 		typ  string
 		size int
-	}{{"text/plain", len(part11Body)}, {"text/html", len(part12Body)}} {
+	}{{"text/plain", len(clPart11Body)}, {"text/html", len(clPart12Body)}} {
 		p, ok := alt.Children[i].(*imap.BodyStructureSinglePart)
 		if !ok || p.MediaType() != want.typ || int(p.Size) != want.size || !strings.EqualFold(p.Params["charset"], "utf-8") {
 			t.Errorf("part 1.%d: %#v, want %s of %d octets, charset utf-8", i+1, alt.Children[i], want.typ, want.size)
@@ -890,14 +890,14 @@ func checkNestedStructure(t *testing.T, bs imap.BodyStructure) {
 	if !ok || rfc.MediaType() != "message/rfc822" || rfc.MessageRFC822 == nil {
 		t.Fatalf("part 2: %#v", mixed.Children[1])
 	}
-	if int(rfc.Size) != len(part2Head+part2Body) {
-		t.Errorf("part 2 size %d, want %d", rfc.Size, len(part2Head+part2Body))
+	if int(rfc.Size) != len(clPart2Head+clPart2Body) {
+		t.Errorf("part 2 size %d, want %d", rfc.Size, len(clPart2Head+clPart2Body))
 	}
 	if e := rfc.MessageRFC822.Envelope; e == nil || e.Subject != "Forwarded one" || len(e.From) != 1 || e.From[0].Addr() != "grace@example.com" {
 		t.Errorf("part 2 envelope %+v", e)
 	}
-	if inner, ok := rfc.MessageRFC822.BodyStructure.(*imap.BodyStructureSinglePart); !ok || inner.MediaType() != "text/plain" || int(inner.Size) != len(part2Body) {
-		t.Errorf("part 2 body %#v, want text/plain of %d", rfc.MessageRFC822.BodyStructure, len(part2Body))
+	if inner, ok := rfc.MessageRFC822.BodyStructure.(*imap.BodyStructureSinglePart); !ok || inner.MediaType() != "text/plain" || int(inner.Size) != len(clPart2Body) {
+		t.Errorf("part 2 body %#v, want text/plain of %d", rfc.MessageRFC822.BodyStructure, len(clPart2Body))
 	}
 	if n := rfc.MessageRFC822.NumLines; n != 4 && n != 5 {
 		// Four CRLFs, the last line unterminated.
@@ -907,7 +907,7 @@ func checkNestedStructure(t *testing.T, bs imap.BodyStructure) {
 	if !ok || att.MediaType() != "application/octet-stream" || !strings.EqualFold(att.Encoding, "base64") {
 		t.Fatalf("part 3: %#v", mixed.Children[2])
 	}
-	if want := len(strings.TrimSuffix(wrap76(binaryData), "\r\n")); int(att.Size) != want {
+	if want := len(strings.TrimSuffix(clWrap76(clBinaryData), "\r\n")); int(att.Size) != want {
 		t.Errorf("part 3 size %d, want %d", att.Size, want)
 	}
 	if att.Params["name"] != "data.bin" {
@@ -985,7 +985,7 @@ func TestClientCopyMove(t *testing.T) {
 	ts := newTestServer(t, serverOptions{}, "cm")
 	var src []uint32
 	for i := 0; i < 4; i++ {
-		src = append(src, ts.deliver("cm", "", msgText("a@example.org", fmt.Sprint("m", i), "Fri, 20 Nov 2026 10:00:00 +0000", "body"), "$K"))
+		src = append(src, ts.deliver("cm", "", clMsgText("a@example.org", fmt.Sprint("m", i), "Fri, 20 Nov 2026 10:00:00 +0000", "body"), "$K"))
 	}
 	c := ts.clientLogin(t, "cm", nil)
 	if err := c.Create("Dest", nil).Wait(); err != nil {
@@ -1048,7 +1048,7 @@ func TestClientAppend(t *testing.T) {
 	ts := newTestServer(t, serverOptions{appendLimit: 1 << 20}, "ap")
 	c := ts.clientLogin(t, "ap", nil)
 	date := time.Date(2024, 2, 29, 23, 59, 58, 0, time.FixedZone("", -5*3600))
-	text := msgText("x@example.org", "appended", "Thu, 29 Feb 2024 12:00:00 -0500", "appended body")
+	text := clMsgText("x@example.org", "appended", "Thu, 29 Feb 2024 12:00:00 -0500", "appended body")
 	cmd := c.Append("Drafts", int64(len(text)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagDraft, "$Pending"}, Time: date})
 	cmd.Write([]byte(text))
 	cmd.Close()
@@ -1155,10 +1155,10 @@ func TestClientSearchSortThread(t *testing.T) {
 	// 2: from bob, "Re: Budget", 2026-01-11, seen, replies to 1
 	// 3: from carol, "Lunch", 2026-01-09, seen, large
 	// 4: the nested message (zanzibar in a decoded text part)
-	ts.deliver("sr", "", msgText("Alice <alice@example.org>", "Budget", "Sat, 10 Jan 2026 10:00:00 +0000", "numbers inside", "Message-ID: <b1@example.org>"), `\Flagged`)
-	ts.deliver("sr", "", msgText("Bob <bob@example.org>", "Re: Budget", "Sun, 11 Jan 2026 10:00:00 +0000", "agreed", "Message-ID: <b2@example.org>", "In-Reply-To: <b1@example.org>", "References: <b1@example.org>"), `\Seen`)
-	ts.deliver("sr", "", msgText("Carol <carol@example.org>", "Lunch", "Fri, 09 Jan 2026 10:00:00 +0000", strings.Repeat("long line of text\r\n", 200), "Message-ID: <l1@example.org>"), `\Seen`)
-	ts.deliver("sr", "", nestedMessage)
+	ts.deliver("sr", "", clMsgText("Alice <alice@example.org>", "Budget", "Sat, 10 Jan 2026 10:00:00 +0000", "numbers inside", "Message-ID: <b1@example.org>"), `\Flagged`)
+	ts.deliver("sr", "", clMsgText("Bob <bob@example.org>", "Re: Budget", "Sun, 11 Jan 2026 10:00:00 +0000", "agreed", "Message-ID: <b2@example.org>", "In-Reply-To: <b1@example.org>", "References: <b1@example.org>"), `\Seen`)
+	ts.deliver("sr", "", clMsgText("Carol <carol@example.org>", "Lunch", "Fri, 09 Jan 2026 10:00:00 +0000", strings.Repeat("long line of text\r\n", 200), "Message-ID: <l1@example.org>"), `\Seen`)
+	ts.deliver("sr", "", clNestedMessage)
 	c := ts.clientLogin(t, "sr", nil)
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
@@ -1364,7 +1364,7 @@ func TestClientQuota(t *testing.T) {
 	if err := ts.st.SetQuota(ctx, "qu", 10<<20); err != nil {
 		t.Fatal(err)
 	}
-	ts.deliver("qu", "", nestedMessage)
+	ts.deliver("qu", "", clNestedMessage)
 	c := ts.clientLogin(t, "qu", nil)
 	qs, err := c.GetQuotaRoot("INBOX").Wait()
 	if err != nil {
@@ -1374,8 +1374,8 @@ func TestClientQuota(t *testing.T) {
 		t.Fatalf("GETQUOTAROOT: %+v", qs)
 	}
 	st, ok := qs[0].Resources[imap.QuotaResourceStorage]
-	if !ok || st.Limit != 10<<10 || st.Usage != int64((len(nestedMessage)+1023)/1024) {
-		t.Errorf("STORAGE %+v, want usage %d limit %d (KiB)", st, (len(nestedMessage)+1023)/1024, 10<<10)
+	if !ok || st.Limit != 10<<10 || st.Usage != int64((len(clNestedMessage)+1023)/1024) {
+		t.Errorf("STORAGE %+v, want usage %d limit %d (KiB)", st, (len(clNestedMessage)+1023)/1024, 10<<10)
 	}
 	if _, err := c.GetQuotaRoot("Missing").Wait(); err == nil {
 		t.Error("GETQUOTAROOT of a missing mailbox succeeded")
