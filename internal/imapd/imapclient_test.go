@@ -118,8 +118,8 @@ type clDialMode int
 
 const (
 	clDialPlain    clDialMode = iota // port 143 in clear (loopback may LOGIN)
-	clDialStartTLS                 // port 143 then STARTTLS
-	clDialTLS                      // implicit TLS (port 993)
+	clDialStartTLS                   // port 143 then STARTTLS
+	clDialTLS                        // implicit TLS (port 993)
 )
 
 // dialClient connects imapclient to the server, without logging in.
