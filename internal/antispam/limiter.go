@@ -76,7 +76,7 @@ func NewLimiter(opt LimiterOptions) (*Limiter, error) {
 		opt.Now = time.Now
 	}
 	l := &Limiter{opt: opt, rate: opt.PerMinute / float64(time.Minute), seed: maphash.MakeSeed()}
-	per := max(1, (opt.MaxKeys+limiterShards-1)/limiterShards)
+	per := max(1, opt.MaxKeys/limiterShards) // so that the shards hold at most MaxKeys in all (when at least limiterShards)
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.max = per
