@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -10,6 +9,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 
 	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/imapd/imapwire"
@@ -229,7 +230,12 @@ func (c *session) cmdCompress(cmd *imapwire.Command) result {
 		return result{}
 	}
 	under := c.conn
-	// Raw DEFLATE (RFC 1951) both ways, as RFC 4978 section 3 says. What
+	// Raw DEFLATE (RFC 1951) both ways, as RFC 4978 section 3 says. The
+	// reader is klauspost/compress's: it hands over what each block
+	// holds as the block ends, which a client flushing with zlib's
+	// Z_PARTIAL_FLUSH (mbsync, Thunderbird) needs; the standard
+	// library's waits for a sync marker or more input (golang/go#31514)
+	// and the session would hang. What
 	// the client sent after COMPRESS is already compressed: the old
 	// reader's buffer is carried over under the decompressor.
 	var src io.Reader = under
@@ -242,7 +248,7 @@ func (c *session) cmdCompress(cmd *imapwire.Command) result {
 	c.setConn(struct {
 		io.Reader
 		io.Writer
-	}{flate.NewReader(src), fw})
+	}{flate.NewReaderOpts(src, flate.WithPartialBlock()), fw})
 	c.flushers = []func() error{fw.Flush}
 	return result{}
 }

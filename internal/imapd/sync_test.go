@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/flate"
 	"crypto/tls"
+	"encoding/hex"
 	"net"
 	"strings"
 	"testing"
@@ -338,4 +339,30 @@ func TestUpdatesWithAnyCommand(t *testing.T) {
 	ts.deliver("pp", "", simpleMessage)
 	lines := c.ok(`LIST "" INBOX`)
 	mustHave(t, lines, "* 1 EXISTS")
+}
+
+// A client that flushes its compressed commands with zlib's
+// Z_PARTIAL_FLUSH (no sync marker after the block: mbsync, Thunderbird)
+// is answered at once. The bytes are Python zlib's, compressobj(6,
+// DEFLATED, -15) then flush(Z_PARTIAL_FLUSH), of "a1 NOOP\r\n" and then
+// "a2 NOOP\r\n".
+func TestCompressPartialFlush(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	c := ts.login("pp")
+	c.ok("COMPRESS DEFLATE")
+	r := bufio.NewReader(flate.NewReader(c.nc))
+	for _, hexCmd := range []string{"4a3454f0f3f70fe0e50208", "a04423280320"} {
+		b, _ := hex.DecodeString(hexCmd)
+		if _, err := c.nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no answer to a partially flushed command: %v", err)
+		}
+		if !strings.Contains(l, "OK") {
+			t.Fatalf("got %q", l)
+		}
+	}
 }
