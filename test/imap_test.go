@@ -1017,3 +1017,81 @@ func TestIMAPConfig(t *testing.T) {
 		t.Errorf("check with idle_timeout = 10m: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// [imap] append_limit reaches the server (APPENDLIMIT, NO [TOOBIG]), and a
+// SIGTERM says BYE to a session in IDLE and stops the server at once.
+func TestIMAPAppendLimitAndShutdown(t *testing.T) {
+	addr := freePort(t)
+	dns := dnstest.Start(t)
+	in := newInstanceWith(t, instanceOptions{extra: fmt.Sprintf("resolver = %q\n\n[imap]\nlisten = %q\nappend_limit = \"1KiB\"\n", dns.Addr, addr)}, "pp")
+	in.start()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(nc)
+	line := func() string {
+		t.Helper()
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v (%q)", err, l)
+		}
+		return strings.TrimSuffix(l, "\r\n")
+	}
+	// until reads up to the line that starts with tag and returns it and
+	// the untagged lines before it.
+	until := func(tag string) (string, []string) {
+		t.Helper()
+		var untagged []string
+		for {
+			l := line()
+			if strings.HasPrefix(l, tag+" ") {
+				return l, untagged
+			}
+			untagged = append(untagged, l)
+		}
+	}
+	line() // greeting
+	// From 127.0.0.1 a password may go in clear (see Logins).
+	fmt.Fprintf(nc, "a LOGIN pp secret-pp\r\n")
+	if l, _ := until("a"); !strings.HasPrefix(l, "a OK") || !strings.Contains(l, " APPENDLIMIT=1024 ") {
+		t.Errorf("LOGIN: %q, want OK with APPENDLIMIT=1024", l)
+	}
+	fmt.Fprintf(nc, "b APPEND INBOX {1025}\r\n")
+	if l, _ := until("b"); !strings.HasPrefix(l, "b NO [TOOBIG]") {
+		t.Errorf("APPEND of 1025 octets: %q, want NO [TOOBIG]", l)
+	}
+	small := "Subject: small\r\n\r\nfits\r\n"
+	fmt.Fprintf(nc, "c APPEND INBOX {%d}\r\n", len(small))
+	if l := line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("APPEND of %d octets: %q, want a go-ahead", len(small), l)
+	}
+	fmt.Fprintf(nc, "%s\r\n", small)
+	if l, _ := until("c"); !strings.HasPrefix(l, "c OK") {
+		t.Errorf("APPEND of %d octets: %q", len(small), l)
+	}
+	fmt.Fprintf(nc, "d SELECT INBOX\r\ne IDLE\r\n")
+	until("d")
+	if l := line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	start := time.Now()
+	in.proc.Process.Signal(syscall.SIGTERM)
+	if l := line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("after SIGTERM, in IDLE: %q, want * BYE", l)
+	}
+	select {
+	case <-in.stopped:
+		in.proc = nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("posthorn did not stop on SIGTERM with an IMAP session in IDLE")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stopping took %v with a session in IDLE", d)
+	}
+	if msgs := in.messages("pp"); len(msgs) != 1 || msgs[0] != small {
+		t.Errorf("INBOX after the APPENDs: %q", msgs)
+	}
+}
