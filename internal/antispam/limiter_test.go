@@ -163,7 +163,7 @@ func TestLimiterEvictsLeastRecent(t *testing.T) {
 	const maxKeys = 3200 // 100 a shard
 	l := newLimiter(t, LimiterOptions{PerMinute: 1, Burst: 1, MaxKeys: maxKeys, Now: clock.Now})
 	a := netip.MustParseAddr("192.0.2.1")
-	l.Allow(a) // a is the first key of all
+	l.Allow(a)            // a is the first key of all
 	for i := range 2000 { // some 62 a shard: no shard overflows yet
 		l.Allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 	}
