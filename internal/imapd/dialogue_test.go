@@ -912,3 +912,35 @@ func TestDialogueLiteralPlus(t *testing.T) {
 	}
 	d.ok("NOOP")
 }
+
+// TestBug_RenameNoselectParent: RFC 3501 section 6.3.5's example renames
+// a \Noselect name whose inferiors are renamed with it ("A684 RENAME foo
+// zowie" then LIST shows zowie and zowie/bar). Here foo is left when
+// DELETE foo removes the mailbox but keeps its child (RFC 9051 section
+// 6.3.4: "the name will acquire the \Noselect mailbox name attribute"):
+//
+//	C: a1 CREATE foo/bar
+//	C: a2 DELETE foo
+//	S: a2 OK
+//	C: a3 LIST "" foo*
+//	S: * LIST (\Noselect \HasChildren) "/" foo
+//	C: a4 RENAME foo zowie
+//	S: a4 NO [NONEXISTENT] No such mailbox
+//
+// where a4 should succeed and rename foo/bar to zowie/bar.
+func TestBug_RenameNoselectParent(t *testing.T) {
+	bugTest(t)
+	ts := newTestServer(t, serverOptions{}, "rn")
+	c := ts.login("rn")
+	c.ok("CREATE foo/bar")
+	u := ts.deliver("rn", "foo/bar", simpleMessage)
+	c.ok("DELETE foo")
+	lines := c.ok(`LIST "" foo*`)
+	if l := dlgLines(lines, `"/" foo`); len(l) != 2 || !strings.Contains(l[0], `\Noselect`) {
+		t.Fatalf(`after DELETE foo: LIST "" foo* = %q, want foo \Noselect and foo/bar`, lines)
+	}
+	c.expect("RENAME foo zowie", "OK")
+	if got := ts.uids("rn", "zowie/bar"); !slices.Equal(got, []uint32{u}) {
+		t.Errorf("zowie/bar holds %v, want [%d]", got, u)
+	}
+}
