@@ -397,3 +397,31 @@ func TestExemptAndClientNetwork(t *testing.T) {
 		t.Error("a network for no address")
 	}
 }
+
+// The cost a greylisted recipient adds: a triplet that passed before, and
+// a new one.
+func BenchmarkGreylistCheck(b *testing.B) {
+	g, err := OpenGreylist(filepath.Join(b.TempDir(), "g.db"), GreylistOptions{Delay: time.Nanosecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+	ip := netip.MustParseAddr("192.0.2.1")
+	g.Check(ctx, ip, "a@example.org", "b@example.net")
+	time.Sleep(time.Millisecond)
+	b.Run("passed", func(b *testing.B) {
+		for b.Loop() {
+			if d, err := g.Check(ctx, ip, "a@example.org", "b@example.net"); err != nil || d.Verdict != policy.Accept {
+				b.Fatal(d, err)
+			}
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			g.Check(ctx, ip, "a@example.org", fmt.Sprintf("%d-new@example.net", i))
+		}
+	})
+}

@@ -234,3 +234,14 @@ func TestLimiterConcurrent(t *testing.T) {
 		t.Errorf("%d keys, bound 64", n)
 	}
 }
+
+func BenchmarkLimiterAllow(b *testing.B) {
+	l, _ := NewLimiter(LimiterOptions{PerMinute: DefaultMessagesPerMinute})
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			l.Allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
+		}
+	})
+}
