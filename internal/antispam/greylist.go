@@ -51,7 +51,9 @@ type GreylistOptions struct {
 
 // Greylist is the triplet greylist (the (client network, sender, recipient)
 // triplet of Harris' "The Next Step in the Spam Control War: Greylisting",
-// 2003) with its own SQLite file. It is safe for concurrent use.
+// 2003; RFC 6647 describes the practice: a temporary refusal a real MTA
+// retries through, section 4, and the client passes remembered, section 5)
+// with its own SQLite file. It is safe for concurrent use.
 //
 // The file holds no addresses: a triplet is kept as a hash, a client network
 // as its prefix.
