@@ -17,8 +17,9 @@
 // a temporary refusal) and a Reason for the log. Which checks apply to whom
 // (local networks, authenticated users) is the caller's choice; Exempt helps.
 //
-// Out of the box the server runs none of them but the limiter, whose defaults
-// let one address send more than 10,000 messages a minute (a benchmark).
+// Out of the box posthorn has no greylisting and no DNSBL (ARCHITECTURE.md);
+// the limiter's defaults let one address send more than 10,000 messages a
+// minute (a benchmark).
 package antispam
 
 import (

@@ -159,9 +159,9 @@ func FirstListed(ls []Listing) (Listing, bool) {
 	return Listing{}, false
 }
 
-// Errors joins the errors of the zones that could not say, for a log line;
+// ListingErrors joins the errors of the zones that could not say, for a log line;
 // nil when every zone answered.
-func Errors(ls []Listing) error {
+func ListingErrors(ls []Listing) error {
 	var errs []error
 	for _, l := range ls {
 		if l.Err != nil {
@@ -178,7 +178,7 @@ func Errors(ls []Listing) error {
 func DNSBLDecision(ip netip.Addr, ls []Listing) policy.Decision {
 	l, ok := FirstListed(ls)
 	if !ok {
-		if err := Errors(ls); err != nil {
+		if err := ListingErrors(ls); err != nil {
 			return accept("dnsbl: not listed; " + clean(err.Error(), 400))
 		}
 		return accept("")

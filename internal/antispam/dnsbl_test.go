@@ -140,8 +140,8 @@ func TestDNSBLLookup(t *testing.T) {
 	if !ok || first.Zone != "a.test" {
 		t.Errorf("FirstListed = %q %v, want a.test", first.Zone, ok)
 	}
-	if err := Errors(ls); err == nil || !strings.Contains(err.Error(), "err.test") {
-		t.Errorf("Errors = %v, want err.test's", err)
+	if err := ListingErrors(ls); err == nil || !strings.Contains(err.Error(), "err.test") {
+		t.Errorf("ListingErrors = %v, want err.test's", err)
 	}
 	dec := DNSBLDecision(netip.MustParseAddr("192.0.2.99"), ls)
 	if dec.Verdict != policy.Reject || dec.Code != 554 || dec.Enhanced != "5.7.1" {
