@@ -380,6 +380,11 @@ func (f dlgDeflateWriter) Write(p []byte) (int, error) {
 func TestDialogueCompress(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, serverOptions{}, "co")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", ts.logs.String())
+		}
+	})
 	ts.deliver("co", "", clNestedMessage)
 	c := ts.login("co")
 	c.ok("COMPRESS DEFLATE")
