@@ -324,7 +324,7 @@ func TestDialogueLsub(t *testing.T) {
 		t.Errorf("LSUB news/ comp/mail/*: %q", lines)
 	}
 	// "%" lists the unsubscribed parent of subscribed children (its
-	// \Noselect flag: TestBug_LsubParentNoselect).
+	// \Noselect flag: TestLsubParentNoselect).
 	lines = c.ok(`LSUB "news/" "comp/%"`)
 	if len(lines) != 1 || !strings.HasSuffix(lines[0], ` "/" news/comp/mail`) {
 		t.Errorf("LSUB news/ comp/%%: %q", lines)
@@ -334,16 +334,7 @@ func TestDialogueLsub(t *testing.T) {
 	}
 }
 
-// bugTest skips a test of a server bug unless POSTHORN_IMAP_BUGS=1: the
-// lead runs them to see the bugs, and enables them once fixed.
-func bugTest(t *testing.T) {
-	t.Helper()
-	if os.Getenv("POSTHORN_IMAP_BUGS") != "1" {
-		t.Skip("known server bug; POSTHORN_IMAP_BUGS=1 runs it")
-	}
-}
-
-// TestBug_LsubParentNoselect: RFC 3501 section 6.3.9: when "foo/bar" is
+// TestLsubParentNoselect: RFC 3501 section 6.3.9: when "foo/bar" is
 // subscribed and "foo" is not, LSUB with "%" returns foo and "it MUST be
 // flagged with the \Noselect attribute". The server sends
 //
@@ -351,8 +342,7 @@ func bugTest(t *testing.T) {
 //	S: * LSUB () "/" a
 //
 // where it must send * LSUB (\Noselect) "/" a.
-func TestBug_LsubParentNoselect(t *testing.T) {
-	bugTest(t)
+func TestLsubParentNoselect(t *testing.T) {
 	ts := newTestServer(t, serverOptions{}, "lb")
 	c := ts.login("lb")
 	c.ok("CREATE a/b")
@@ -918,7 +908,7 @@ func TestDialogueLiteralPlus(t *testing.T) {
 	d.ok("NOOP")
 }
 
-// TestBug_RenameNoselectParent: RFC 3501 section 6.3.5's example renames
+// TestRenameNoselectParent: RFC 3501 section 6.3.5's example renames
 // a \Noselect name whose inferiors are renamed with it ("A684 RENAME foo
 // zowie" then LIST shows zowie and zowie/bar). Here foo is left when
 // DELETE foo removes the mailbox but keeps its child (RFC 9051 section
@@ -933,8 +923,7 @@ func TestDialogueLiteralPlus(t *testing.T) {
 //	S: a4 NO [NONEXISTENT] No such mailbox
 //
 // where a4 should succeed and rename foo/bar to zowie/bar.
-func TestBug_RenameNoselectParent(t *testing.T) {
-	bugTest(t)
+func TestRenameNoselectParent(t *testing.T) {
 	ts := newTestServer(t, serverOptions{}, "rn")
 	c := ts.login("rn")
 	c.ok("CREATE foo/bar")

@@ -130,13 +130,61 @@ func (c *session) cmdRename(ctx context.Context, from, to string) result {
 	if newName == store.Inbox {
 		return no("ALREADYEXISTS", "INBOX always exists")
 	}
-	if err := c.srv.Store.RenameMailbox(ctx, c.acct.ID, oldName, newName); err != nil {
+	err := c.srv.Store.RenameMailbox(ctx, c.acct.ID, oldName, newName)
+	if errors.Is(err, store.ErrNotFound) {
+		// A parent that does not exist itself (\Noselect, its children
+		// do) is renamed by renaming its children (RFC 3501 section
+		// 6.3.5's example renames such a "foo").
+		err = c.renameChildren(ctx, oldName, newName)
+	}
+	if err != nil {
 		return mailboxError("RENAME", err)
 	}
 	if c.sel != nil && c.sel.mb.Name != store.Inbox && (c.sel.mb.Name == oldName || strings.HasPrefix(c.sel.mb.Name, oldName+"/")) {
 		c.sel.mb.Name = newName + strings.TrimPrefix(c.sel.mb.Name, oldName)
 	}
 	return ok("RENAME completed")
+}
+
+// renameChildren renames the mailboxes under oldName whose parents do
+// not exist; the store takes their own children along.
+func (c *session) renameChildren(ctx context.Context, oldName, newName string) error {
+	mbs, err := c.srv.Store.ListMailboxes(ctx, c.acct.ID)
+	if err != nil {
+		return err
+	}
+	var top []string
+	exists := map[string]bool{}
+	for _, mb := range mbs {
+		exists[mb.Name] = true
+	}
+	for _, mb := range mbs {
+		rest, under := strings.CutPrefix(mb.Name, oldName+"/")
+		if !under {
+			continue
+		}
+		// Top of a subtree: no existing ancestor below oldName.
+		isTop := true
+		for p := rest; strings.Contains(p, "/"); {
+			p = p[:strings.LastIndexByte(p, '/')]
+			if exists[oldName+"/"+p] {
+				isTop = false
+				break
+			}
+		}
+		if isTop {
+			top = append(top, mb.Name)
+		}
+	}
+	if len(top) == 0 {
+		return store.ErrNotFound
+	}
+	for _, name := range top {
+		if err := c.srv.Store.RenameMailbox(ctx, c.acct.ID, name, newName+strings.TrimPrefix(name, oldName)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *session) cmdSubscribe(ctx context.Context, mailbox string, subscribe bool) result {
@@ -256,7 +304,10 @@ func (c *session) cmdList(ctx context.Context, lsub bool, a *imapwire.ListComman
 		}
 		subscribed := e.mb != nil && e.mb.Subscribed
 		if selSubscribed && !subscribed && !(recursive && e.subscribedChild) {
-			if !(lsub && e.subscribedChild) {
+			// LSUB lists an unsubscribed parent of a subscribed
+			// mailbox only when the pattern hides that mailbox ("%"),
+			// as RFC 3501 section 6.3.9 says.
+			if !(lsub && e.subscribedChild && !subscribedMatch(entries, e.name, patterns)) {
 				continue
 			}
 		}
@@ -265,7 +316,10 @@ func (c *session) cmdList(ctx context.Context, lsub bool, a *imapwire.ListComman
 		}
 		var attrs []string
 		switch {
-		case e.mb == nil && lsub:
+		case lsub && !subscribed:
+			// Listed by LSUB only for a subscribed child (RFC 3501
+			// section 6.3.9: such a parent "MUST be flagged with the
+			// \Noselect attribute").
 			attrs = append(attrs, `\Noselect`)
 		case e.mb == nil && c.rev2:
 			attrs = append(attrs, `\NonExistent`)
@@ -297,6 +351,22 @@ func (c *session) cmdList(ctx context.Context, lsub bool, a *imapwire.ListComman
 		}
 	}
 	return ok(name + " completed")
+}
+
+// subscribedMatch reports whether a subscribed mailbox under parent
+// matches one of the patterns.
+func subscribedMatch(entries []*listEntry, parent string, patterns []string) bool {
+	for _, e := range entries {
+		if e.mb == nil || !e.mb.Subscribed || !strings.HasPrefix(e.name, parent+"/") {
+			continue
+		}
+		for _, p := range patterns {
+			if matchPattern(p, e.name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // listEntries is every mailbox with its hierarchy facts, plus the
@@ -466,5 +536,8 @@ func (c *session) cmdGetQuota(ctx context.Context, isRoot bool, arg string) resu
 		c.w.Atom("STORAGE ").Number(uint64(max(acct.UsedBytes, 0)+1023) / 1024).SP().Number(uint64(acct.QuotaBytes) / 1024)
 	}
 	c.w.Atom(")").CRLF()
+	if isRoot {
+		return ok("GETQUOTAROOT completed")
+	}
 	return ok("GETQUOTA completed")
 }

@@ -366,3 +366,27 @@ func TestCompressPartialFlush(t *testing.T) {
 		}
 	}
 }
+
+// LSUB (RFC 3501 section 6.3.9): "*" lists the subscribed mailboxes only;
+// "%" lists an unsubscribed parent of a subscribed one as \Noselect.
+func TestLsubParents(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	c := ts.login("pp")
+	c.ok("CREATE a/b")
+	c.ok("UNSUBSCRIBE a")
+	lines := c.ok(`LSUB "" a*`)
+	mustHave(t, lines, `* LSUB () "/" a/b`)
+	mustNotHave(t, lines, `"/" a`+"\r")
+	for _, l := range lines {
+		if strings.HasSuffix(l, `"/" a`) {
+			t.Errorf("LSUB * listed the unsubscribed parent: %q", l)
+		}
+	}
+	lines = c.ok(`LSUB "" %`)
+	mustHave(t, lines, `* LSUB (\Noselect) "/" a`)
+	// A parent that is only a parent is renamed with its children.
+	c.ok("DELETE a")
+	c.ok("RENAME a z")
+	lines = c.ok(`LIST "" z/*`)
+	mustHave(t, lines, `"/" z/b`)
+}

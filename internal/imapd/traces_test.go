@@ -41,7 +41,6 @@ type traceGroup struct {
 	noNames    map[string]string // tag -> why LIST names are not compared
 	exact      map[string]bool   // tags whose untagged lines must be equal
 	extra      []string          // mailboxes besides the usual ones
-	bugs       map[string]string // tags that show a server bug: replayed with POSTHORN_IMAP_BUGS=1
 }
 
 var traceGroups = map[string]traceGroup{
@@ -59,8 +58,7 @@ var traceGroups = map[string]traceGroup{
 		status:   map[string]string{"A687": "NO because foo vanished with its last child here (nothing to delete); the example's server kept it \\Noselect"},
 		noTypes:  map[string]string{"A686": "no mailbox is left to list"},
 		noNames:  map[string]string{"A686": "foo went with its last child"}},
-	"test_from_rename": {login: true, messages: 2,
-		bugs: map[string]string{"A684": "RENAME of the \\Noselect parent foo is refused (TestBug_RenameNoselectParent)", "A685": "idem"}},
+	"test_from_rename":      {login: true, messages: 2},
 	"test_from_subscribe":   {login: true},
 	"test_from_unsubscribe": {login: true},
 	"test_from_list": {login: true,
@@ -254,10 +252,6 @@ func replayGroup(t *testing.T, g traceGroup, lines []traceLine) int {
 		}
 		if why, ok := g.skipTags[tag]; ok {
 			t.Logf("%s not replayed: %s", tag, why)
-			continue
-		}
-		if why, ok := g.bugs[tag]; ok && os.Getenv("POSTHORN_IMAP_BUGS") != "1" {
-			t.Logf("%s not replayed, a known server bug: %s", tag, why)
 			continue
 		}
 		n++
