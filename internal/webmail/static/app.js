@@ -1,0 +1,141 @@
+// posthorn webmail: keyboard shortcuts and live updates. Everything works
+// without this file; it only saves clicks and reloads.
+(function () {
+  "use strict";
+
+  var list = document.getElementById("msglist");
+  var message = document.getElementById("message");
+  var current = -1;
+
+  function rows() { return list ? list.querySelectorAll("tr.msg") : []; }
+
+  function select(i) {
+    var rs = rows();
+    if (!rs.length) { return; }
+    i = Math.max(0, Math.min(rs.length - 1, i));
+    if (current >= 0 && rs[current]) { rs[current].classList.remove("current"); }
+    current = i;
+    rs[i].classList.add("current");
+    rs[i].scrollIntoView({ block: "nearest" });
+  }
+
+  function currentRow() {
+    var rs = rows();
+    return current >= 0 ? rs[current] : null;
+  }
+
+  function go(url) { if (url) { window.location.href = url; } }
+
+  function click(id) {
+    var el = document.getElementById(id);
+    if (el) { el.click(); }
+  }
+
+  function composeFor(mode) {
+    if (message) { click(mode === "reply" ? "reply" : mode === "replyall" ? "replyall" : "forward"); return; }
+    var r = currentRow();
+    var form = document.getElementById("listform");
+    if (r && form) { go("/compose?mode=" + mode + "&msg=" + form.dataset.mailbox + "/" + r.dataset.uid); }
+  }
+
+  document.addEventListener("keydown", function (e) {
+    var t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey) { return; }
+    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable)) {
+      if (e.key === "Escape") { t.blur(); }
+      return;
+    }
+    switch (e.key) {
+      case "j":
+        if (list) { select(current + 1); } else if (message) { go(message.dataset.next); }
+        break;
+      case "k":
+        if (list) { select(current - 1); } else if (message) { go(message.dataset.prev); }
+        break;
+      case "Enter":
+      case "o":
+        var r = currentRow();
+        if (r) { go(r.dataset.href); }
+        break;
+      case "x":
+        var rx = currentRow();
+        if (rx) { var cb = rx.querySelector("input[type=checkbox]"); cb.checked = !cb.checked; }
+        break;
+      case "r": composeFor("reply"); break;
+      case "a": composeFor("replyall"); break;
+      case "f": composeFor("forward"); break;
+      case "c": go("/compose"); break;
+      case "#":
+        if (message) { click("delete"); break; }
+        var rd = currentRow();
+        if (rd && !list.querySelector("input[type=checkbox]:checked")) {
+          rd.querySelector("input[type=checkbox]").checked = true;
+        }
+        click("delete-selected");
+        break;
+      case "/":
+        var q = document.getElementById("q");
+        if (q) { q.focus(); q.select(); e.preventDefault(); }
+        return;
+      default:
+        return;
+    }
+    e.preventDefault();
+  });
+
+  // Rows open on a click anywhere but the checkbox.
+  if (list) {
+    list.addEventListener("click", function (e) {
+      var tr = e.target.closest("tr.msg");
+      if (!tr || e.target.tagName === "INPUT" || e.target.tagName === "A") { return; }
+      go(tr.dataset.href);
+    });
+  }
+
+  // Live updates: the server says when a mailbox changed; the page's own
+  // URL is fetched again and the list and the mailbox counts swapped in.
+  if (!window.EventSource || !(list || message)) { return; }
+  var pending = null;
+  function refresh() {
+    pending = null;
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(function (resp) { return resp.ok ? resp.text() : null; })
+      .then(function (text) {
+        if (!text) { return; }
+        var doc = new DOMParser().parseFromString(text, "text/html");
+        var nav = doc.getElementById("mailboxes");
+        var oldNav = document.getElementById("mailboxes");
+        if (nav && oldNav) { oldNav.replaceWith(document.importNode(nav, true)); }
+        if (list) {
+          var fresh = doc.getElementById("msglist");
+          if (!fresh) { return; }
+          var checked = {};
+          list.querySelectorAll("input[type=checkbox]:checked").forEach(function (c) { checked[c.value] = true; });
+          var cur = currentRow();
+          var curUID = cur ? cur.dataset.uid : null;
+          var node = document.importNode(fresh, true);
+          list.replaceWith(node);
+          list = node;
+          current = -1;
+          rows().forEach(function (r, i) {
+            var c = r.querySelector("input[type=checkbox]");
+            if (c && checked[c.value]) { c.checked = true; }
+            if (r.dataset.uid === curUID) { select(i); }
+          });
+          list.addEventListener("click", function (e) {
+            var tr = e.target.closest("tr.msg");
+            if (!tr || e.target.tagName === "INPUT" || e.target.tagName === "A") { return; }
+            go(tr.dataset.href);
+          });
+          var paging = doc.querySelector(".paging");
+          var oldPaging = document.querySelector(".paging");
+          if (paging && oldPaging) { oldPaging.replaceWith(document.importNode(paging, true)); }
+        }
+      })
+      .catch(function () {});
+  }
+  var es = new EventSource("/events");
+  es.addEventListener("change", function () {
+    if (!pending) { pending = setTimeout(refresh, 250); }
+  });
+})();
