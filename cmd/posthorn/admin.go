@@ -312,6 +312,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		{"submission", cfg.SMTP.SubmissionListen}, {"submissions", cfg.SMTP.SubmissionsListen},
 		{"pop3", cfg.POP3.Listen}, {"pop3s", cfg.POP3.TLSListen},
 		{"imap", cfg.IMAP.Listen}, {"imaps", cfg.IMAP.TLSListen},
+		{"web", cfg.Web.Listen}, {"webs", cfg.Web.TLSListen},
 	} {
 		for _, l := range ls.addrs {
 			fmt.Fprintf(stdout, "  %-10s %s\n", ls.kind, l)

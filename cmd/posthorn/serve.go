@@ -40,6 +40,8 @@ const (
 	// The IMAP ports, likewise.
 	devIMAP  = "127.0.0.1:2143"
 	devIMAPS = "127.0.0.1:2993"
+	// The webmail, plain HTTP on loopback (a password may pass there).
+	devWeb = "127.0.0.1:8080"
 )
 
 func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -79,6 +81,9 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	if *dev && len(cfg.IMAP.Listen) == 0 && len(cfg.IMAP.TLSListen) == 0 {
 		cfg.IMAP.Listen, cfg.IMAP.TLSListen = config.Listeners{devIMAP}, config.Listeners{devIMAPS}
+	}
+	if *dev && len(cfg.Web.Listen) == 0 && len(cfg.Web.TLSListen) == 0 {
+		cfg.Web.Listen = config.Listeners{devWeb}
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	// $POSTHORN_CPUPROFILE: a CPU profile of the whole run, for `go tool
@@ -232,6 +237,10 @@ func printDev(w io.Writer, cfg *config.Config, srv *server.Server, password stri
 		case "imaps":
 			fmt.Fprintf(w, "  IMAPS:    %s (implicit TLS)\n", l.Addr)
 			fmt.Fprintf(w, "            try: curl -k imaps://%s/ -u %s:%s\n", l.Addr, devUser, password)
+		case "web":
+			fmt.Fprintf(w, "  Webmail:  http://%s/ (log in as %s)\n", l.Addr, devUser)
+		case "webs":
+			fmt.Fprintf(w, "  Webmail:  https://%s/ (self-signed certificate; log in as %s)\n", l.Addr, devUser)
 		}
 	}
 	fmt.Fprintf(w, "  tables:   edit %s/{access,aliases,local-host-names,virtusertable}: they reload by themselves\n", dir)

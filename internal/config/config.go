@@ -86,9 +86,13 @@ type POP3 struct {
 	TLSListen Listeners `toml:"tls_listen"`
 }
 
-// Web configures the webmail listener.
+// Web configures the webmail listeners (internal/webmail).
 type Web struct {
+	// Listen serves plain HTTP: logins are then taken only from 127.0.0.1
+	// and ::1 (or with [auth] allow_plaintext), as for every protocol.
 	Listen Listeners `toml:"listen"`
+	// TLSListen serves HTTPS with the [tls] certificate.
+	TLSListen Listeners `toml:"tls_listen"`
 }
 
 // DNS configures name resolution.
@@ -382,7 +386,7 @@ func (c *Config) validate(data []byte) []error {
 		"smtp.submissions_listen": c.SMTP.SubmissionsListen,
 		"imap.listen":             c.IMAP.Listen, "imap.tls_listen": c.IMAP.TLSListen,
 		"pop3.listen": c.POP3.Listen, "pop3.tls_listen": c.POP3.TLSListen,
-		"web.listen": c.Web.Listen,
+		"web.listen": c.Web.Listen, "web.tls_listen": c.Web.TLSListen,
 	} {
 		for _, a := range l {
 			if err := checkHostPort(a); err != nil {

@@ -7,6 +7,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -38,6 +39,7 @@ import (
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
 	"github.com/posthorn/posthorn/internal/tlsutil"
+	"github.com/posthorn/posthorn/internal/webmail"
 )
 
 // TablePollInterval is how often the tables are checked for changes; a changed
@@ -63,6 +65,8 @@ type Server struct {
 	submission *smtpd.Server // ports 587 and 465 (RFC 6409, RFC 8314)
 	pop3       *pop3d.Server // ports 110 (STLS) and 995 (implicit TLS)
 	imap       *imapd.Server // ports 143 (STARTTLS) and 993 (implicit TLS)
+	web        *webmail.Server
+	webTLS     *tls.Config
 	pickup     *maildrop.Pickup
 	router     *route.Resolver
 	deliverer  *deliver.Deliverer
@@ -70,7 +74,7 @@ type Server struct {
 }
 
 type listener struct {
-	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS), "pop3" (110, STLS), "pop3s" (995), "imap" (143, STARTTLS), "imaps" (993)
+	kind string // "smtp", "submission" (587, STARTTLS), "submissions" (465, implicit TLS), "pop3" (110, STLS), "pop3s" (995), "imap" (143, STARTTLS), "imaps" (993), "web" (HTTP), "webs" (HTTPS)
 	ln   net.Listener
 }
 
@@ -120,6 +124,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		{"pop3s", "[pop3] tls_listen", cfg.POP3.TLSListen},
 		{"imap", "[imap] listen", cfg.IMAP.Listen},
 		{"imaps", "[imap] tls_listen", cfg.IMAP.TLSListen},
+		{"web", "[web] listen", cfg.Web.Listen},
+		{"webs", "[web] tls_listen", cfg.Web.TLSListen},
 	} {
 		for _, a := range p.addrs {
 			ln, err := net.Listen("tcp", a)
@@ -147,6 +153,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if len(cfg.IMAP.TLSListen) > 0 && tlsConfig == nil {
 		return nil, errors.New("[imap] tls_listen is implicit TLS and needs a certificate ([tls])")
 	}
+	if len(cfg.Web.TLSListen) > 0 && tlsConfig == nil {
+		return nil, errors.New("[web] tls_listen is HTTPS and needs a certificate ([tls])")
+	}
+	s.webTLS = tlsConfig
 	// Secrets, like the key, are read while still root: the SRS secret, the
 	// smart host's password, its CA.
 	rewriter, err := loadSRS(cfg)
@@ -271,6 +281,21 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Auth:  s.Auth,
 		Log:   log,
 	}
+	// The webmail sends through the submission path: the same resolver,
+	// access rules and deliverer (with its failure reports).
+	s.web, err = webmail.New(webmail.Config{
+		Hostname:        cfg.Hostname,
+		Store:           st,
+		Auth:            s.Auth,
+		Router:          router,
+		Tables:          w.Current,
+		Deliverer:       reportingDeliverer{s},
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		Log:             log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	ok = true
 	return s, nil
 }
@@ -352,11 +377,15 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 			serve = s.imap.Serve
 		case "imaps":
 			serve = s.imap.ServeTLS
+		case "web":
+			serve = s.web.Serve
+		case "webs":
+			serve = func(l net.Listener) error { return s.web.ServeTLS(l, s.webTLS) }
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, pop3d.ErrServerClosed) && !errors.Is(err, imapd.ErrServerClosed) {
+			if err := serve(l.ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, pop3d.ErrServerClosed) && !errors.Is(err, imapd.ErrServerClosed) && !errors.Is(err, webmail.ErrServerClosed) {
 				errc <- fmt.Errorf("%s on %s: %w", l.kind, l.ln.Addr(), err)
 			}
 		}()
@@ -374,6 +403,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	}
 	sw.Go(func() { s.pop3.Shutdown(sctx) })
 	sw.Go(func() { s.imap.Shutdown(sctx) })
+	sw.Go(func() { s.web.Shutdown(sctx) })
 	sw.Wait()
 	wg.Wait()
 	// Connections in the middle of a message are cut; the queue records
