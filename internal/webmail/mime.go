@@ -80,7 +80,8 @@ func addressesForHeader(list []msg.Address, skip func(address string) bool) []st
 			continue
 		}
 		if name == address {
-			name = ""
+			out = append(out, address)
+			continue
 		}
 		out = append(out, (&mail.Address{Name: name, Address: address}).String())
 	}
@@ -214,6 +215,10 @@ func encodeWord(s string) string {
 func addressList(list []*mail.Address) string {
 	parts := make([]string, len(list))
 	for i, a := range list {
+		if a.Name == "" {
+			parts[i] = a.Address
+			continue
+		}
 		parts[i] = a.String() // encodes a non-ASCII name (RFC 2047)
 	}
 	return strings.Join(parts, ",\r\n ")
