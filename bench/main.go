@@ -3,9 +3,10 @@
 // against each, one after the other, repeated, printing the median, the spread
 // and the ratios in one table per workload.
 //
-//	go run ./bench [-workload all|accept|relay|pop3] [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
+//	go run ./bench [-workload all|accept|relay|pop3|imap] [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
+//	               [-imap-messages 50000] [-imap-duration 30s] [-imap-idle 10000]
 //
-// Three workloads:
+// Four workloads:
 //
 //   - accept: SMTP accept-and-store. smtp-source into smtp-sink, into posthorn
 //     (a local mailbox), and into Postfix delivering to Dovecot over LMTP; timed
@@ -17,6 +18,11 @@
 //   - pop3: a mailbox of -messages messages filled through posthorn's SMTP
 //     and through Dovecot's LMTP, then one POP3 session that RETRs them all,
 //     timed against posthorn and against Dovecot's POP3 (dovecot-pop3d).
+//   - imap: against posthorn's IMAP and Dovecot's (dovecot-imapd): SELECT +
+//     UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE) of -imap-messages
+//     messages, UID SEARCH BODY on them, 20 sessions of mixed commands with
+//     consistency checks, and the memory of -imap-idle connections in IDLE
+//     (imap.go says more).
 //
 // It needs Postfix's smtp-source and smtp-sink (Debian package postfix), and for
 // the Postfix columns Postfix and Dovecot themselves (postfix, dovecot-core,
@@ -52,7 +58,7 @@ var (
 	sessions = flag.Int("sessions", 20, "parallel SMTP sessions")
 	size     = flag.Int("size", 4096, "message size in bytes")
 	keep     = flag.Bool("keep", false, "keep the temporary directories")
-	workload = flag.String("workload", "all", "which workload: accept (SMTP accept-and-store), relay (through a smart host to a sink), pop3 (RETR of a whole mailbox), or all")
+	workload = flag.String("workload", "all", "which workload: accept (SMTP accept-and-store), relay (through a smart host to a sink), pop3 (RETR of a whole mailbox), imap (fetch, search, mixed sessions, idle memory), or all")
 )
 
 const (
@@ -81,10 +87,17 @@ type measurement struct {
 
 func main() {
 	flag.Parse()
+	if *imapServe != "" {
+		// The idle workload's posthorn imapd with raised caps (imap.go).
+		if err := serveRaisedIMAP(*imapServe, flag.Arg(0), *imapIdle); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	switch *workload {
-	case "all", "accept", "relay", "pop3":
+	case "all", "accept", "relay", "pop3", "imap":
 	default:
-		fmt.Fprintf(os.Stderr, "bench: -workload %q: want accept, relay, pop3 or all\n", *workload)
+		fmt.Fprintf(os.Stderr, "bench: -workload %q: want accept, relay, pop3, imap or all\n", *workload)
 		os.Exit(2)
 	}
 	if _, err := exec.LookPath("smtp-source"); err != nil {
@@ -117,6 +130,9 @@ func main() {
 	}
 	if *workload == "all" || *workload == "pop3" {
 		pop3Workload(root, bin)
+	}
+	if *workload == "all" || *workload == "imap" {
+		imapWorkload(root, bin)
 	}
 }
 
