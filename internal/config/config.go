@@ -49,6 +49,10 @@ type Config struct {
 	SRS     SRS     `toml:"srs"`
 	Auth    Auth    `toml:"auth"`
 
+	DKIM      DKIM      `toml:"dkim"`
+	AuthCheck AuthCheck `toml:"authcheck"`
+	Antispam  Antispam  `toml:"antispam"`
+
 	// File is the path the config was read from.
 	File string `toml:"-"`
 }
@@ -278,6 +282,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	c.resolvePaths(filepath.Dir(path))
 	c.tlsDefaults()
+	c.mailauthDefaults()
 	errs = append(errs, c.validate(data)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -358,6 +363,8 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.SMTP.SmartHostPasswordFile)
 	abs(&c.SMTPC.CAFile)
 	abs(&c.SRS.SecretFile)
+	abs(&c.DKIM.KeysDir)
+	abs(&c.Antispam.GreylistFile)
 }
 
 var hostnameRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -428,6 +435,7 @@ func (c *Config) validate(data []byte) []error {
 	}
 	c.validateTLS(bad)
 	c.validateIMAP(bad)
+	c.validateMailauth(bad)
 	if c.SMTP.SmartHost != "" {
 		if _, _, err := ParseSmartHost(c.SMTP.SmartHost); err != nil {
 			bad("smtp.smart_host", "%v", err)

@@ -161,6 +161,34 @@ secret_file = "srs.secret"
 # refused on unencrypted connections, except from 127.0.0.1 and ::1.
 # SCRAM-SHA-256 never sends the password and works everywhere.
 # allow_plaintext = false
+
+[dkim]
+# Mail sent from your domains (logged-in users, "posthorn sendmail", the
+# webmail) is signed with an Ed25519 and an RSA key per domain. "posthorn init"
+# made the keys; "posthorn dkim keygen DOMAIN --selector S" makes new ones
+# (the newest sign); "posthorn dns-records" prints the TXT records to publish.
+# sign = true
+# keys_dir = "data/dkim"        # default: data_dir/dkim
+
+[authcheck]
+# SPF, DKIM and DMARC of mail from outside (not logged in, not 127.0.0.1 or an
+# access RELAY network); the result goes in an Authentication-Results field.
+# enabled = true
+# dmarc_reject = "reject"         # p=reject failures: reject (550 5.7.1), quarantine, accept
+# dmarc_quarantine = "quarantine" # p=quarantine failures: quarantine (the Junk mailbox), accept
+# spf_fail = "reject"             # SPF -all failure, no DMARC record: reject, quarantine, accept
+
+[antispam]
+# Off until set, except the per-address limits.
+# dnsbl = ["zen.spamhaus.org"]    # blocklists asked at connect
+# greylist = false                # defer the first message of each sender/recipient/network
+# greylist_delay = "5m"
+# greylist_expiry = "4h"
+# early_talker_wait = "0s"        # e.g. "3s": drop clients that talk before the greeting
+# helo_checks = false             # refuse HELO names that are not FQDNs or claim to be us
+# require_fcrdns = false          # refuse clients without forward-confirmed reverse DNS
+# connections_per_minute = 20000  # per client address
+# messages_per_minute = 20000
 `)
 	return b.String()
 }
