@@ -41,7 +41,18 @@ type Envelope struct {
 	Recipients []Recipient
 	EnvID      string // RFC 3461 ENVID, decoded; "" when not given
 	Ret        string // RFC 3461 RET: "FULL", "HDRS" or ""
+	// Sign asks for DKIM signatures (the message was sent by a local user
+	// or program): added when it goes to remote recipients and its From:
+	// domain has keys in Deliverer.DKIM.
+	Sign bool
+	// Quarantine sends the local copies to each account's Junk mailbox
+	// (INBOX when it has none): a DMARC p=quarantine failure (RFC 7489
+	// section 6.3), or an SPF fail the config treats so.
+	Quarantine bool
 }
+
+// JunkMailbox is where quarantined mail goes (store.DefaultMailboxes).
+const JunkMailbox = "Junk"
 
 // Failure is a target the message could not be delivered to, while others took
 // it. The outbound issue turns these into bounces to the sender.
@@ -78,6 +89,8 @@ type Deliverer struct {
 	// whose bounces come back to the sender all the same.
 	SRS           *srs.Rewriter
 	IsLocalDomain func(domain string) bool
+	// DKIM, when set, signs the messages whose Envelope says Sign.
+	DKIM *KeyRing
 }
 
 // rewriteSender returns the envelope sender for forwarded mail.
@@ -119,7 +132,11 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 			case route.TargetAccount:
 				if !localSeen[t.Account] {
 					localSeen[t.Account] = true
-					local = append(local, store.LocalTarget{Account: t.Account})
+					lt := store.LocalTarget{Account: t.Account}
+					if env.Quarantine {
+						lt.Mailbox = JunkMailbox
+					}
+					local = append(local, lt)
 					localFor = append(localFor, r.Address)
 				}
 			case route.TargetRemote:
@@ -158,6 +175,11 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 	if len(local) == 0 && len(remote) == 0 {
 		return res, nil
 	}
+	// Signed before it is stored, so that the queue sends what was signed
+	// (RFC 6376 section 5: the signer is the last to change the message).
+	if env.Sign && d.DKIM != nil && len(remote) > 0 {
+		body = d.sign(env, body)
+	}
 
 	// The parsed structure is kept with local copies (IMAP answers from it);
 	// a message only for the queue does not need it.
@@ -188,6 +210,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 	if err != nil {
 		return nil, fmt.Errorf("deliver %s: %w", env.ID, err)
 	}
+	if env.Quarantine {
+		d.unjunk(ctx, env, sd, sr)
+	}
 	var failed []error
 	for i, tr := range sr.Local {
 		if tr.Err != nil {
@@ -213,6 +238,32 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, body store.Body)
 		d.log().Warn("delivery to a target failed", "queue_id", env.ID, "rcpt", f.Recipient.String(), "err", f.Err)
 	}
 	return res, nil
+}
+
+// unjunk delivers to INBOX the quarantined copies whose account has no
+// Junk mailbox (deleted by its user): better in the inbox than lost.
+func (d *Deliverer) unjunk(ctx context.Context, env *Envelope, sd *store.Delivery, sr *store.DeliveryResult) {
+	var again []store.LocalTarget
+	var at []int
+	for i, tr := range sr.Local {
+		if errors.Is(tr.Err, store.ErrNotFound) && sd.Local[i].Mailbox == JunkMailbox {
+			again = append(again, store.LocalTarget{Account: sd.Local[i].Account, Flags: sd.Local[i].Flags})
+			at = append(at, i)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	retry := *sd
+	retry.Local, retry.Remote = again, nil
+	rr, err := d.Store.Deliver(ctx, &retry)
+	if err != nil {
+		d.log().Warn("quarantine: no Junk mailbox, and INBOX failed", "queue_id", env.ID, "err", err)
+		return
+	}
+	for j, i := range at {
+		sr.Local[i] = rr.Local[j]
+	}
 }
 
 // sender names the envelope sender for programs and mbox files; the null
