@@ -1,7 +1,9 @@
 package imapd
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -10,10 +12,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/klauspost/compress/flate"
-
 	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/imapd/imapwire"
+	"github.com/posthorn/posthorn/internal/inflate"
 	"github.com/posthorn/posthorn/internal/netserve"
 	"github.com/posthorn/posthorn/internal/store"
 )
@@ -231,11 +232,10 @@ func (c *session) cmdCompress(cmd *imapwire.Command) result {
 	}
 	under := c.conn
 	// Raw DEFLATE (RFC 1951) both ways, as RFC 4978 section 3 says. The
-	// reader is klauspost/compress's: it hands over what each block
-	// holds as the block ends, which a client flushing with zlib's
-	// Z_PARTIAL_FLUSH (mbsync, Thunderbird) needs; the standard
-	// library's waits for a sync marker or more input (golang/go#31514)
-	// and the session would hang. What
+	// reader is internal/inflate's: it hands over each block's data when
+	// the block ends and reads no bit it does not need, which clients
+	// that flush with zlib's Z_PARTIAL_FLUSH (mbsync, Thunderbird) need
+	// (compress/flate would wait for more input, golang/go#31514). What
 	// the client sent after COMPRESS is already compressed: the old
 	// reader's buffer is carried over under the decompressor.
 	var src io.Reader = under
@@ -248,7 +248,7 @@ func (c *session) cmdCompress(cmd *imapwire.Command) result {
 	c.setConn(struct {
 		io.Reader
 		io.Writer
-	}{flate.NewReaderOpts(src, flate.WithPartialBlock()), fw})
+	}{inflate.NewReader(bufio.NewReaderSize(src, 4096)), fw})
 	c.flushers = []func() error{fw.Flush}
 	return result{}
 }
