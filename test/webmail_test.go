@@ -1,0 +1,270 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/posthorn/posthorn/internal/dnsutil/dnstest"
+)
+
+// webInstance is a posthorn with the webmail on a free port, accounts pp
+// and bob, and a headless Chromium driving it.
+type webInstance struct {
+	*instance
+	web string // http://127.0.0.1:port
+	ctx context.Context
+}
+
+func newWebInstance(t *testing.T) *webInstance {
+	t.Helper()
+	chromium := requireTool(t, "chromium")
+	webAddr := freePort(t)
+	dns := dnstest.Start(t)
+	extra := fmt.Sprintf("resolver = %q\n\n[smtpc]\nport = 1\n\n[web]\nlisten = %q\n", dns.Addr, webAddr)
+	in := newInstanceWith(t, instanceOptions{extra: extra}, "pp", "bob")
+	in.start()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1200, 900))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return &webInstance{instance: in, web: "http://" + webAddr, ctx: ctx}
+}
+
+// sendSMTP delivers a message over SMTP from 127.0.0.1, as any client would.
+func (w *webInstance) sendSMTP(t *testing.T, from, to, raw string) {
+	t.Helper()
+	c, err := smtp.Dial(w.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(from); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to); err != nil {
+		t.Fatal(err)
+	}
+	wc, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc.Write([]byte(strings.ReplaceAll(strings.ReplaceAll(raw, "\r\n", "\n"), "\n", "\r\n")))
+	if err := wc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+}
+
+func (w *webInstance) run(t *testing.T, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(w.ctx, actions...); err != nil {
+		loc, _ := chromedp.Run(w.ctx, chromedp.Location())
+		t.Fatalf("browser (at %s): %v", loc, err)
+	}
+}
+
+// value runs an action that returns something.
+func value[T any](t *testing.T, w *webInstance, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(w.ctx, a)
+	if err != nil {
+		loc, _ := chromedp.Run(w.ctx, chromedp.Location())
+		t.Fatalf("browser (at %s): %v", loc, err)
+	}
+	return v
+}
+
+func (w *webInstance) login(t *testing.T, user string) {
+	t.Helper()
+	w.run(t,
+		chromedp.Navigate(w.web+"/login"),
+		chromedp.WaitVisible(chromedp.ID("user")),
+		chromedp.SendKeys(chromedp.ID("user"), user),
+		chromedp.SendKeys(chromedp.ID("password"), "secret-"+user),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("msglist")),
+	)
+}
+
+func (w *webInstance) logout(t *testing.T) {
+	t.Helper()
+	w.run(t, chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.ID("user")))
+}
+
+// openBySubject clicks the list's message with that subject and waits for
+// the message page.
+func (w *webInstance) openBySubject(t *testing.T, subject string) {
+	t.Helper()
+	sel := fmt.Sprintf(`//table[@id="msglist"]//td[@class="subject"]/a[normalize-space(text())=%q]`, subject)
+	w.run(t, chromedp.WaitVisible(sel), chromedp.Click(sel),
+		chromedp.WaitVisible(chromedp.ID("subject")))
+}
+
+// TestWebmailBrowser: log in, read a message that came over SMTP, reply,
+// find the reply in the other account; send with an attachment and
+// download it there; and new mail appears in the open list without a reload.
+func TestWebmailBrowser(t *testing.T) {
+	w := newWebInstance(t)
+	w.sendSMTP(t, "bob@example.org", "pp@example.org",
+		"From: Bob <bob@example.org>\nTo: pp@example.org\nSubject: Lunch on Friday?\nMessage-ID: <lunch-1@example.org>\n\nShall we meet at noon?\n")
+
+	w.login(t, "pp")
+	w.openBySubject(t, "Lunch on Friday?")
+	body := value(t, w, chromedp.Text(chromedp.ID("body")))
+	if !strings.Contains(body, "Shall we meet at noon?") {
+		t.Fatalf("message body %q", body)
+	}
+	// Reply with the keyboard shortcut r.
+	w.run(t, chromedp.KeyEvent("r"), chromedp.WaitVisible(chromedp.ID("text")))
+	subject := value(t, w, chromedp.Value(chromedp.ID("subject")))
+	to := value(t, w, chromedp.Value(chromedp.ID("to")))
+	if subject != "Re: Lunch on Friday?" || !strings.Contains(to, "bob@example.org") {
+		t.Fatalf("reply form: subject %q to %q", subject, to)
+	}
+	w.run(t, chromedp.SetValue(chromedp.ID("text"), "Noon is fine.\n\n> Shall we meet at noon?"),
+		chromedp.Click(chromedp.ID("send")), chromedp.WaitVisible(chromedp.ID("msglist")))
+
+	// Another message with an attachment.
+	file := filepath.Join(t.TempDir(), "menu.txt")
+	os.WriteFile(file, []byte("soup\nbread\n"), 0o644)
+	w.run(t, chromedp.Navigate(w.web+"/compose"), chromedp.WaitVisible(chromedp.ID("to")),
+		chromedp.SendKeys(chromedp.ID("to"), "bob@example.org"),
+		chromedp.SendKeys(chromedp.ID("subject"), "The menu"),
+		chromedp.SendKeys(chromedp.ID("text"), "Attached."),
+		chromedp.SetUploadFiles(chromedp.ID("attachment"), []string{file}),
+		chromedp.Click(chromedp.ID("send")), chromedp.WaitVisible(chromedp.ID("msglist")))
+	w.logout(t)
+
+	w.login(t, "bob")
+	w.openBySubject(t, "Re: Lunch on Friday?")
+	body = value(t, w, chromedp.Text(chromedp.ID("body")))
+	if !strings.Contains(body, "Noon is fine.") {
+		t.Fatalf("reply body %q", body)
+	}
+	w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(chromedp.ID("msglist")))
+	w.openBySubject(t, "The menu")
+	got := value(t, w, chromedp.Evaluate[map[string]string](`(async () => {
+		const a = document.querySelector("#attachments a");
+		const r = await fetch(a.href);
+		return {name: a.textContent, text: await r.text(), type: r.headers.get("Content-Type"),
+			disp: r.headers.get("Content-Disposition")};
+	})()`, chromedp.EvalAwaitPromise))
+	if got["name"] != "menu.txt" || got["text"] != "soup\nbread\n" || !strings.HasPrefix(got["type"], "text/plain") ||
+		!strings.Contains(got["disp"], "attachment") {
+		t.Fatalf("attachment: %v", got)
+	}
+
+	// Live update: the list shows a new message without a reload.
+	w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(chromedp.ID("msglist")),
+		chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
+	w.sendSMTP(t, "pp@example.org", "bob@example.org", "From: pp@example.org\nTo: bob@example.org\nSubject: Live one\n\nhi\n")
+	w.run(t, chromedp.WaitVisible(`//td[@class="subject"]/a[normalize-space(text())="Live one"]`))
+	stayed := value(t, w, chromedp.Evaluate[bool](`window.notReloaded === true`))
+	if !stayed {
+		t.Error("the page was reloaded rather than updated")
+	}
+}
+
+// TestWebmailHostileHTML: HTML mails that try to run script or load
+// remote URLs run none and load nothing, until the user allows the
+// remote images of one message (which then load: the counter works).
+func TestWebmailHostileHTML(t *testing.T) {
+	w := newWebInstance(t)
+	var mu sync.Mutex
+	hits := map[string]int{}
+	remote := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits[r.URL.Path]++
+		mu.Unlock()
+		rw.Header().Set("Content-Type", "image/gif")
+		rw.Write([]byte("GIF89a"))
+	}))
+	defer remote.Close()
+	R := remote.URL
+	payloads := []string{
+		`<script>window.pwned=1;parent.pwned=1;new Image().src="` + R + `/script"</script><p>script</p>`,
+		`<img src=x onerror="parent.pwned=1;this.src='` + R + `/onerror'"><body onload="parent.pwned=1"><p onmouseover="parent.pwned=1">handlers</p>`,
+		`<a id=js href="javascript:parent.pwned=1">js</a><iframe src="javascript:parent.pwned=1"></iframe><iframe src="` + R + `/iframe"></iframe><embed src="` + R + `/embed"><object data="` + R + `/object"></object>`,
+		`<img src="data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIG9ubG9hZD0icGFyZW50LnB3bmVkPTEiLz4="><a href="data:text/html,<script>parent.pwned=1</script>">data</a>`,
+		`<svg xmlns="http://www.w3.org/2000/svg"><script>parent.pwned=1</script><image href="` + R + `/svgimage"/><foreignObject><img src="` + R + `/svgfo"></foreignObject></svg>`,
+		`<style>body{background:url(` + R + `/css)} @import url(` + R + `/import);</style><link rel=stylesheet href="` + R + `/link.css"><div style="background-image:url(` + R + `/inline-css);width:expression(parent.pwned=1)">css</div>`,
+		`<form action="` + R + `/form" method=post><input name=a value=b><button id=go>go</button></form><meta http-equiv="refresh" content="0;url=` + R + `/meta"><base href="` + R + `/base/"><img src="relative.png">`,
+		`<img src="` + R + `/broken1" <script>parent.pwned=1</script><scr<script>ipt>parent.pwned=1</script><!--<img src="--><img src=` + R + `/broken2 onerror=parent.pwned=1>` + "<p <img src=" + R + "/broken3>",
+		`<p>Look:</p><img src="` + R + `/photo.gif" alt=photo><video poster="` + R + `/poster"></video><audio src="` + R + `/audio"></audio>`,
+	}
+	for i, p := range payloads {
+		raw := fmt.Sprintf("From: hostile@remote.example\nTo: pp@example.org\nSubject: hostile %d\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n<html><head><title>x</title></head><body>%s</body></html>\n", i, p)
+		w.sendSMTP(t, "hostile@remote.example", "pp@example.org", raw)
+	}
+	w.login(t, "pp")
+	for i := range payloads {
+		w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(chromedp.ID("msglist")))
+		w.openBySubject(t, fmt.Sprintf("hostile %d", i))
+		w.run(t, chromedp.WaitVisible(chromedp.ID("body")))
+		frameURL := value(t, w, chromedp.AttributeValue(chromedp.ID("body"), "src")).Value
+		// Give the frame time to load (and a payload time to act), then
+		// open the frame's URL at the top level too: its own CSP sandbox
+		// must stop scripts there as well.
+		time.Sleep(300 * time.Millisecond)
+		pwned := value(t, w, chromedp.Evaluate[string](`typeof window.pwned`))
+		if pwned != "undefined" {
+			t.Errorf("hostile %d: window.pwned is set on the page", i)
+		}
+		w.run(t, chromedp.Navigate(w.web+frameURL))
+		time.Sleep(200 * time.Millisecond)
+		pwned = value(t, w, chromedp.Evaluate[string](`typeof window.pwned`))
+		if pwned != "undefined" {
+			t.Errorf("hostile %d: script ran in the frame's document", i)
+		}
+	}
+	mu.Lock()
+	if len(hits) != 0 {
+		t.Errorf("remote URLs were loaded: %v", hits)
+	}
+	mu.Unlock()
+
+	// Allowing the images of the last message loads its image, only.
+	w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(chromedp.ID("msglist")))
+	w.openBySubject(t, fmt.Sprintf("hostile %d", len(payloads)-1))
+	w.run(t, chromedp.Click(chromedp.ID("show-images")), chromedp.WaitVisible(chromedp.ID("body")))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := hits["/photo.gif"]
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["/photo.gif"] == 0 {
+		t.Errorf("the allowed remote image was not loaded: %v", hits)
+	}
+	for path := range hits {
+		if path != "/photo.gif" {
+			t.Errorf("after allowing images, %s was loaded too", path)
+		}
+	}
+}
