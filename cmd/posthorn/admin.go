@@ -92,8 +92,21 @@ func runInit(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, name))
 	}
 	cfgPath := filepath.Join(*dir, "posthorn.toml")
-	fmt.Fprintf(stdout, "\nNext:\n  posthorn user add %s --config %s\n  posthorn check --config %s\n  posthorn serve --config %s\n",
-		*admin, cfgPath, cfgPath, cfgPath)
+	// The domain's DKIM keys, so that its mail is signed from the start.
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	if _, err := makeKeys(cfg, strings.ToLower(*domain), defaultSelector()); err != nil {
+		var ue *userError
+		if !errors.As(err, &ue) { // keys that exist (init --force) are kept
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "made DKIM keys for %s in %s\n", strings.ToLower(*domain), cfg.DKIM.KeysDir)
+	}
+	fmt.Fprintf(stdout, "\nNext:\n  posthorn user add %s --config %s\n  posthorn check --config %s\n  posthorn serve --config %s\n  posthorn dns-records --config %s   (the records to publish)\n",
+		*admin, cfgPath, cfgPath, cfgPath, cfgPath)
 	return nil
 }
 

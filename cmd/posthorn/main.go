@@ -9,6 +9,8 @@
 //	posthorn newaliases | mailq
 //	posthorn queue list|flush [ID...]|delete ID...|ALL|hold ID...|release ID...
 //	posthorn sendmail [-t] [-i] [-f FROM] [RCPT...]   (also as "sendmail")
+//	posthorn dkim keygen DOMAIN [--selector S]
+//	posthorn dns-records [DOMAIN] [--check]
 //
 // Every subcommand takes --config FILE (default $POSTHORN_CONFIG, else
 // /etc/posthorn/posthorn.toml); flags may come before or after other arguments.
@@ -59,6 +61,8 @@ func commands() []command {
 		{"mailq", "list the outbound queue, as Sendmail's mailq", runMailq},
 		{"queue", "the outbound queue: queue list|flush [ID]|delete ID|hold ID|release ID", runQueue},
 		{"sendmail", "take a message on stdin, as sendmail(8): [-t] [-i] [-f FROM] [RCPT...]", runSendmail},
+		{"dkim", "signing keys: dkim keygen DOMAIN [--selector S] (a new selector rotates)", runDKIM},
+		{"dns-records", "the DNS records to publish: [DOMAIN] [--check: look them up]", runDNSRecords},
 	}
 }
 

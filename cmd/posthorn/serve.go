@@ -19,6 +19,7 @@ import (
 
 	"github.com/posthorn/posthorn/internal/auth"
 	"github.com/posthorn/posthorn/internal/config"
+	"github.com/posthorn/posthorn/internal/mailauth"
 	"github.com/posthorn/posthorn/internal/server"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
@@ -167,6 +168,10 @@ func prepareDev(dir string) (cfgPath, password string, err error) {
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
 				return "", "", err
 			}
+		}
+		// The demo domain signs its mail, as `posthorn init` sets it up.
+		if err := mailauth.GenerateKeys(filepath.Join(dir, "data", "dkim"), devDomain, defaultSelector()); err != nil {
+			return "", "", fmt.Errorf("dev DKIM keys: %w", err)
 		}
 	} else if err != nil {
 		return "", "", err
