@@ -1424,7 +1424,7 @@ service imap-login {
     port = 0
   }
 }
-`, dc, mail, imapPort, imapPassword, limit, 2*limit)
+`, dc, mail, imapPort, imapPassword, limit, 2*limit+100)
 	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
 		return "", err
 	}
