@@ -62,6 +62,14 @@ func BenchmarkInboxPage(b *testing.B) {
 	c.login("pp", "secret-pp")
 	inbox := e.mailbox(b, "pp", store.Inbox)
 	pages := []string{"", "?page=2", "?sort=from", "?sort=size&page=300", "?page=999"}
+	// The first page after a start reads every row once (cold cache; the
+	// login above warmed it, so it is emptied).
+	e.srv.cache = newListCache(e.st, 32)
+	start := time.Now()
+	if resp, _ := c.get(fmt.Sprintf("/mail/%d", inbox.ID)); resp.StatusCode != 200 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+	cold := time.Since(start)
 	var times []time.Duration
 	i := 0
 	b.ResetTimer()
@@ -85,6 +93,7 @@ func BenchmarkInboxPage(b *testing.B) {
 		i++
 	}
 	reportPercentiles(b, times)
+	b.ReportMetric(float64(cold.Microseconds())/1000, "cold-ms")
 }
 
 // BenchmarkOpenMessage is GET of a message's page in the same mailbox.

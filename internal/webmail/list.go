@@ -92,8 +92,13 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 	all := l.order(sortKey)
 	if search != "" {
 		// The search reads message bytes outside the list's lock: copy the
-		// order first.
-		cp := append([]*row(nil), all...)
+		// rows first (a refresh updates flags in place).
+		vals := make([]row, len(all))
+		cp := make([]*row, len(all))
+		for i, rw := range all {
+			vals[i] = *rw
+			cp[i] = &vals[i]
+		}
 		l.mu.Unlock()
 		all, err = s.search(r.Context(), mb, cp, search)
 		if err != nil {

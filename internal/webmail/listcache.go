@@ -103,6 +103,7 @@ func (l *mailboxList) refresh(ctx context.Context, st store.Store, mb *store.Mai
 	if l.rows != nil && l.uidValidity == mb.UIDValidity && l.modSeq == mb.HighestModSeq {
 		return nil
 	}
+	membership := true // rows came or went: the sorted orders are stale
 	if l.rows == nil || l.uidValidity != mb.UIDValidity {
 		infos, err := st.ListMessages(ctx, mb.ID, 0, true)
 		if err != nil {
@@ -155,9 +156,14 @@ func (l *mailboxList) refresh(ctx context.Context, st store.Store, mb *store.Mai
 		for _, u := range gone {
 			delete(l.rows, u)
 		}
+		// Flags are no sort key: a flag change keeps the orders (their rows
+		// are the same pointers, updated in place).
+		membership = len(fresh) > 0 || len(gone) > 0
 	}
 	l.uidValidity, l.modSeq = mb.UIDValidity, mb.HighestModSeq
-	l.sorted = nil
+	if membership {
+		l.sorted = nil
+	}
 	return nil
 }
 

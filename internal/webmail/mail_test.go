@@ -192,10 +192,10 @@ func TestCSRFEveryPost(t *testing.T) {
 	other := e.client(t)
 	other.login("bob", "secret-bob")
 	paths := map[string]string{
-		"POST /logout":                "/logout",
-		"POST /mail/{mb}/actions":     fmt.Sprintf("/mail/%d/actions", inbox.ID),
+		"POST /logout":                 "/logout",
+		"POST /mail/{mb}/actions":      fmt.Sprintf("/mail/%d/actions", inbox.ID),
 		"POST /msg/{mb}/{uid}/actions": fmt.Sprintf("/msg/%d/%d/actions", inbox.ID, uid),
-		"POST /compose":               "/compose",
+		"POST /compose":                "/compose",
 	}
 	n := 0
 	for _, rt := range e.srv.routes() {
