@@ -24,6 +24,7 @@ import (
 	"github.com/posthorn/posthorn/internal/policy"
 	"github.com/posthorn/posthorn/internal/queue"
 	"github.com/posthorn/posthorn/internal/spool"
+	"github.com/posthorn/posthorn/internal/store"
 )
 
 var errTooManyFiles = syscall.EMFILE
@@ -88,6 +89,7 @@ type transaction struct {
 	bdat     *msgWriter
 	bdatFail *Reply // a BDAT chunk failed: the rest of the chunks are read and dropped
 	sp       spool.Spool
+	rpLen    int64 // the length of our Return-Path: field at the spool's start
 }
 
 func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
@@ -130,6 +132,9 @@ func (c *conn) serve() {
 		c.rejectedSession()
 		return
 	}
+	if !c.checkConnect() {
+		return
+	}
 	c.send(Reply{220, "", c.srv.Hostname + " ESMTP posthorn"})
 	for !c.quit {
 		line, err := c.readLine()
@@ -165,6 +170,9 @@ func (c *conn) serve() {
 func (c *conn) rejectedSession() {
 	r := c.connVerd
 	greet := Reply{554, "5.7.1", r.Text}
+	if r.Enhanced != "" && r.Enhanced[0] == '5' {
+		greet.Enhanced = r.Enhanced // e.g. RFC 7372's 5.7.25 for reverse DNS
+	}
 	if r.Code/100 == 4 {
 		// A temporary refusal: say it and close (RFC 5321 section 3.8).
 		c.send(Reply{421, r.Enhanced, r.Text})
@@ -356,6 +364,9 @@ func (c *conn) cmdHello(arg string, esmtp bool) {
 			verb = "EHLO"
 		}
 		c.send(replySyntax("Syntax: " + verb + " hostname"))
+		return
+	}
+	if !c.checkHelo(strings.Fields(arg)[0]) {
 		return
 	}
 	// RFC 5321 section 4.1.4: EHLO resets the state as RSET does.
@@ -604,6 +615,9 @@ func (c *conn) cmdMail(arg string) {
 	case policy.Discard:
 		tx.discard = true
 	}
+	if !c.checkMessageRate(tx.from.String()) {
+		return
+	}
 	if c.connVerd.Verdict == policy.Discard {
 		tx.discard = true
 	}
@@ -727,6 +741,9 @@ func (c *conn) cmdRcpt(arg string) {
 		c.send(r)
 		return
 	}
+	if !c.checkGreylist(tx, a.String()) {
+		return
+	}
 	// Without an ORCPT from the client none is made up here: RFC 3461 lets a
 	// relaying MTA add one when it passes the message on, from the RCPT
 	// address, which the queue keeps anyway.
@@ -795,6 +812,9 @@ func (c *conn) beginMessage() *msgWriter {
 	tx.sp = spool.Spool{Dir: c.srv.SpoolDir}
 	c.writeTrace(&tx.sp)
 	w := newMsgWriter(&tx.sp, c.srv.MaxMessageBytes)
+	// Authentication-Results fields of our authserv-id come only from us
+	// (RFC 8601 section 5).
+	w.authservID = c.srv.Hostname
 	if c.account != "" {
 		w.identity = &identityFields{}
 	}
@@ -827,13 +847,18 @@ func (c *conn) finishMessage(tx *transaction, w *msgWriter) {
 			r = refused
 			break
 		}
-		r = c.deliver(tx)
+		ar := c.checkAuth(tx)
+		if ar.refused != nil {
+			r = *ar.refused
+			break
+		}
+		r = c.deliver(tx, ar)
 	}
 	c.endTransaction(r.String())
 	c.send(r)
 }
 
-func (c *conn) deliver(tx *transaction) Reply {
+func (c *conn) deliver(tx *transaction, ar authResult) Reply {
 	env := &deliver.Envelope{
 		ID:         tx.id,
 		From:       tx.from,
@@ -841,10 +866,20 @@ func (c *conn) deliver(tx *transaction) Reply {
 		Recipients: tx.rcpts,
 		EnvID:      tx.envID,
 		Ret:        tx.ret,
+		// Mail from our users and networks is signed on its way out; mail
+		// from outside that we relay or forward is not ours to sign.
+		Sign:       c.trusted(),
+		Quarantine: ar.quarantine,
+	}
+	var body store.Body = &tx.sp
+	if ar.header != "" {
+		// At the top, below Return-Path (RFC 8601 section 5: added as a
+		// trace field is, above the fields already there).
+		body = deliver.Insert(body, tx.rpLen, []byte(ar.header))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := c.srv.Deliverer.Deliver(ctx, env, &tx.sp)
+	res, err := c.srv.Deliverer.Deliver(ctx, env, body)
 	if err != nil {
 		r := replyForError(err)
 		c.srv.Log.Warn("smtp delivery failed", "queue_id", tx.id, "err", err)
@@ -862,7 +897,9 @@ func (c *conn) writeTrace(sp *spool.Spool) {
 	if !tx.null {
 		b.WriteString(tx.from.String())
 	}
-	b.WriteString(">\r\nReceived: from ")
+	b.WriteString(">\r\n")
+	tx.rpLen = int64(b.Len())
+	b.WriteString("Received: from ")
 	b.WriteString(c.helo)
 	b.WriteString(" (")
 	if c.client.Hostname != "" {

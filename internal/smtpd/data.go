@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/posthorn/posthorn/internal/mailauth"
 	"github.com/posthorn/posthorn/internal/spool"
 )
 
@@ -42,7 +43,20 @@ type msgWriter struct {
 	identity *identityFields // nil: From: and Sender: are not kept
 	fix      *headerFix      // nil: nothing is added to the header
 	seen     seenFields
+
+	// authservID, when set, removes the Authentication-Results fields of
+	// that authserv-id: each such field is held (pendingAR) until it ends,
+	// then given to mailauth.RemoveAuthenticationResults.
+	authservID string
+	inAR       bool
+	pendingAR  []byte
+	dropAR     bool // the field grew past maxARField: dropped whole
 }
+
+// maxARField bounds an Authentication-Results field held to read its
+// authserv-id; a longer one is dropped rather than passed unread, so that
+// size cannot smuggle a forged field through.
+const maxARField = 64 << 10
 
 // identityFields are the From: and Sender: fields of a message, kept whole
 // (unfolded later) to check that their addresses belong to the logged-in user.
@@ -129,6 +143,7 @@ func (w *msgWriter) headerPiece(piece []byte, complete bool) {
 	line := w.hdr
 	if len(line) == 2 && line[0] == '\r' || len(line) == 1 {
 		// The empty line ends the header (RFC 5322 section 2.1).
+		w.endAR()
 		w.addMissing()
 		w.sp.Write(line)
 		w.hdr = w.hdr[:0]
@@ -166,6 +181,10 @@ func (w *msgWriter) decideHeaderLine(line []byte) {
 			id.keep(line, line)
 		}
 		return
+	}
+	w.endAR()
+	if w.authservID != "" && hasFieldName(line, "authentication-results") {
+		w.inAR = true
 	}
 	w.dropping = hasFieldName(line, "return-path")
 	if hasFieldName(line, "received") {
@@ -207,9 +226,30 @@ func (id *identityFields) keep(text, line []byte) {
 }
 
 func (w *msgWriter) emitHeader(b []byte) {
-	if !w.dropping {
+	switch {
+	case w.dropping:
+	case w.inAR:
+		if len(w.pendingAR)+len(b) > maxARField {
+			w.dropAR = true
+		}
+		if !w.dropAR {
+			w.pendingAR = append(w.pendingAR, b...)
+		}
+	default:
 		w.sp.Write(b)
 	}
+}
+
+// endAR ends an Authentication-Results field being held: written on unless
+// it is of our authserv-id.
+func (w *msgWriter) endAR() {
+	if !w.inAR {
+		return
+	}
+	if !w.dropAR {
+		w.sp.Write(mailauth.RemoveAuthenticationResults(w.pendingAR, w.authservID))
+	}
+	w.inAR, w.dropAR, w.pendingAR = false, false, w.pendingAR[:0]
 }
 
 // hasFieldName reports whether line starts with the field name and a colon
@@ -272,11 +312,13 @@ func (w *msgWriter) finish() {
 	if len(w.hdr) > 0 {
 		w.decideHeaderLine(w.hdr)
 		w.emitHeader(w.hdr)
+		w.endAR()
 		if w.fix != nil && w.hdr[len(w.hdr)-1] != '\n' {
 			w.sp.WriteString("\r\n") // end the last line before adding fields
 		}
 		w.hdr = w.hdr[:0]
 	}
+	w.endAR()
 	w.addMissing()
 }
 

@@ -89,6 +89,9 @@ type harnessOpts struct {
 	// submission makes it a submission server; implicitTLS serves it with
 	// ServeTLS (port 465). Both need tls.
 	submission, implicitTLS bool
+	// checks are the anti-spam and authentication checks; given the
+	// harness's DNS server when they need it.
+	checks func(h *harness) *smtpd.Checks
 }
 
 var defaultTables = map[string]string{
@@ -205,6 +208,9 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		h.srv.Auth = auth.New(st, opts)
 	}
 	h.srv.Submission = o.submission
+	if o.checks != nil {
+		h.srv.Checks = o.checks(h)
+	}
 	if o.config != nil {
 		o.config(&h.srv.Config)
 	}

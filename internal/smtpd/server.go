@@ -105,6 +105,9 @@ type Server struct {
 	Log       *slog.Logger
 	// Auth checks logins (AUTH); nil: AUTH is not offered.
 	Auth *auth.Authenticator
+	// Checks are the anti-spam and SPF/DKIM/DMARC checks of mail from
+	// outside; nil: none (a submission server's case).
+	Checks *Checks
 
 	initOnce sync.Once
 	reg      netserve.Server // the accept loop, the caps, Shutdown
