@@ -28,7 +28,8 @@ type AuthCheck struct {
 	// in nor local (default true).
 	Enabled *bool `toml:"enabled"`
 	// DMARCReject is what a DMARC failure under p=reject gets: "reject"
-	// (550 5.7.1, the default), "quarantine" (the Junk mailbox) or "accept".
+	// (550 5.7.1, the default) or "quarantine" (the Junk mailbox; RFC 7489
+	// section 6.7 lets a receiver be milder than the policy).
 	DMARCReject string `toml:"dmarc_reject"`
 	// DMARCQuarantine is what a failure under p=quarantine gets:
 	// "quarantine" (the default) or "accept".
@@ -153,7 +154,7 @@ func (c *Config) validateMailauth(bad func(key, format string, args ...any)) {
 		}
 		bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
 	}
-	oneOf("authcheck.dmarc_reject", c.AuthCheck.DMARCReject, ActionReject, ActionQuarantine, ActionAccept)
+	oneOf("authcheck.dmarc_reject", c.AuthCheck.DMARCReject, ActionReject, ActionQuarantine)
 	oneOf("authcheck.dmarc_quarantine", c.AuthCheck.DMARCQuarantine, ActionQuarantine, ActionAccept)
 	oneOf("authcheck.spf_fail", c.AuthCheck.SPFFail, ActionReject, ActionQuarantine, ActionAccept)
 	if c.AuthCheck.MaxSignatures < 0 {

@@ -57,6 +57,7 @@ func TestMailauthKeys(t *testing.T) {
 					len(s.DNSBL) == 1 && s.DNSBL[0] == "bl.example" && s.EarlyTalkerWait.D() == 2*time.Second
 			}, "", 0},
 		{"bad dmarc_reject", base + "[authcheck]\ndmarc_reject = \"drop\"\n", nil, "authcheck.dmarc_reject", 5},
+		{"p=reject cannot be accepted", base + "[authcheck]\ndmarc_reject = \"accept\"\n", nil, "authcheck.dmarc_reject", 5},
 		{"quarantine cannot reject", base + "[authcheck]\n\ndmarc_quarantine = \"reject\"\n", nil, "authcheck.dmarc_quarantine", 6},
 		{"bad spf_fail", base + "[authcheck]\nspf_fail = \"\"\nspf_fail2 = 1\n", nil, "spf_fail2", 6},
 		{"bad zone", base + "[antispam]\ndnsbl = [\"bl example\"]\n", nil, "antispam.dnsbl", 5},

@@ -174,7 +174,7 @@ secret_file = "srs.secret"
 # SPF, DKIM and DMARC of mail from outside (not logged in, not 127.0.0.1 or an
 # access RELAY network); the result goes in an Authentication-Results field.
 # enabled = true
-# dmarc_reject = "reject"         # p=reject failures: reject (550 5.7.1), quarantine, accept
+# dmarc_reject = "reject"         # p=reject failures: reject (550 5.7.1) or quarantine
 # dmarc_quarantine = "quarantine" # p=quarantine failures: quarantine (the Junk mailbox), accept
 # spf_fail = "reject"             # SPF -all failure, no DMARC record: reject, quarantine, accept
 
