@@ -96,6 +96,7 @@ type instance struct {
 	t       *testing.T
 	dir     string // holds posthorn.toml and the tables
 	cfg     string // path of posthorn.toml
+	data    string // data_dir when moved from dir/data (the disk-full test)
 	smtp    string // SMTP listen address
 	proc    *exec.Cmd
 	stderr  *lockedBuffer
@@ -340,7 +341,11 @@ func (in *instance) swaks(args ...string) (string, int) {
 // the store on disk (a second reader next to the running server).
 func (in *instance) messages(account string) []string {
 	in.t.Helper()
-	st, err := sqlite.Open(filepath.Join(in.dir, "data"), sqlite.Options{})
+	data := in.data
+	if data == "" {
+		data = filepath.Join(in.dir, "data")
+	}
+	st, err := sqlite.Open(data, sqlite.Options{})
 	if err != nil {
 		in.t.Fatal(err)
 	}

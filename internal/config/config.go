@@ -207,18 +207,21 @@ const (
 	DefaultMaxMessageBytes     = 50 << 20
 	DefaultMaxRecipients       = 100
 	DefaultMaxConnectionsPerIP = 50
-	DefaultMaxConnections      = 1000
-	DefaultCommandTimeout      = 5 * time.Minute
-	DefaultDataTimeout         = 10 * time.Minute
-	DefaultProgramTimeout      = time.Minute
-	DefaultSMTPCPort           = 25
-	DefaultConnectTimeout      = 30 * time.Second
-	DefaultQueueLifetime       = 5 * 24 * time.Hour
-	DefaultDelayWarning        = 4 * time.Hour
-	DefaultMinBackoff          = 5 * time.Minute
-	DefaultMaxBackoff          = time.Hour
-	DefaultQueueConnections    = 100
-	DefaultPerDestination      = 10
+	// DefaultMaxConnections is high on purpose: the per-address cap is
+	// what stops one client; a total cap near what a few hundred idle
+	// clients reach would let them shut everyone else out.
+	DefaultMaxConnections   = 10000
+	DefaultCommandTimeout   = 5 * time.Minute
+	DefaultDataTimeout      = 10 * time.Minute
+	DefaultProgramTimeout   = time.Minute
+	DefaultSMTPCPort        = 25
+	DefaultConnectTimeout   = 30 * time.Second
+	DefaultQueueLifetime    = 5 * 24 * time.Hour
+	DefaultDelayWarning     = 4 * time.Hour
+	DefaultMinBackoff       = 5 * time.Minute
+	DefaultMaxBackoff       = time.Hour
+	DefaultQueueConnections = 100
+	DefaultPerDestination   = 10
 )
 
 // Error is a problem in a config file, with the line it is on when known.

@@ -84,7 +84,7 @@ maps_dir = %q
 	b.WriteString(`# max_message_bytes = 52428800   # 50 MiB
 # max_recipients = 100           # per message (RFC 5321 wants at least 100)
 # max_connections_per_ip = 50
-# max_connections = 1000
+# max_connections = 10000
 # command_timeout = "5m"
 # data_timeout = "10m"
 

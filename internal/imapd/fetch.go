@@ -70,7 +70,7 @@ func (c *session) cmdFetch(ctx context.Context, uid bool, a *imapwire.FetchComma
 		return badResult("VANISHED needs ENABLE QRESYNC")
 	}
 	if err := c.refresh(ctx, false); err != nil {
-		return storeFailed("FETCH", err)
+		return c.storeFailed("FETCH", err)
 	}
 	plan := planFetch(a.Items)
 	if plan.modseq || a.ChangedSince > 0 {
@@ -83,7 +83,7 @@ func (c *session) cmdFetch(ctx context.Context, uid bool, a *imapwire.FetchComma
 	if a.Vanished {
 		vanished, err := c.srv.Store.Vanished(ctx, v.mb.ID, a.ChangedSince)
 		if err != nil {
-			return storeFailed("FETCH", err)
+			return c.storeFailed("FETCH", err)
 		}
 		vanished = slices.DeleteFunc(vanished, func(u uint32) bool { return !a.Seq.Contains(u, v.maxUID()) })
 		if len(vanished) > 0 {
@@ -103,7 +103,7 @@ func (c *session) cmdFetch(ctx context.Context, uid bool, a *imapwire.FetchComma
 		if len(uids) > 0 {
 			changed, _, err := c.srv.Store.StoreFlags(ctx, v.mb.ID, uids, store.FlagsAdd, []string{store.FlagSeen}, 0)
 			if err != nil {
-				return storeFailed("FETCH", err)
+				return c.storeFailed("FETCH", err)
 			}
 			for _, m := range changed {
 				if i := v.index(m.UID); i >= 0 {
@@ -158,7 +158,7 @@ func (c *session) cmdFetch(ctx context.Context, uid bool, a *imapwire.FetchComma
 				c.state, c.ended = stateLogout, "write failed"
 				return result{}
 			}
-			return storeFailed("FETCH", err)
+			return c.storeFailed("FETCH", err)
 		}
 	}
 	// Flags changed by others go out now; expunges only after UID FETCH.

@@ -37,7 +37,7 @@ func (c *session) mailboxName(name string) (string, result, bool) {
 
 // mailboxError maps a store error on a mailbox to a tagged answer with
 // the RFC 5530 codes.
-func mailboxError(op string, err error) result {
+func (c *session) mailboxError(op string, err error) result {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return no("NONEXISTENT", "No such mailbox")
@@ -48,7 +48,7 @@ func mailboxError(op string, err error) result {
 	case errors.Is(err, store.ErrOverQuota):
 		return no("OVERQUOTA", "Over quota")
 	}
-	return storeFailed(op, err)
+	return c.storeFailed(op, err)
 }
 
 func (c *session) cmdCreate(ctx context.Context, a *imapwire.CreateCommand) result {
@@ -85,12 +85,12 @@ func (c *session) cmdCreate(ctx context.Context, a *imapwire.CreateCommand) resu
 		parent := strings.Join(levels[:i], "/")
 		if _, err := c.srv.Store.GetMailbox(ctx, c.acct.ID, parent); errors.Is(err, store.ErrNotFound) {
 			if _, err := c.srv.Store.CreateMailbox(ctx, c.acct.ID, parent, ""); err != nil && !errors.Is(err, store.ErrExists) {
-				return mailboxError("CREATE", err)
+				return c.mailboxError("CREATE", err)
 			}
 		}
 	}
 	if _, err := c.srv.Store.CreateMailbox(ctx, c.acct.ID, name, special); err != nil {
-		return mailboxError("CREATE", err)
+		return c.mailboxError("CREATE", err)
 	}
 	return ok("CREATE completed")
 }
@@ -109,7 +109,7 @@ func (c *session) cmdDelete(ctx context.Context, mailbox string) result {
 		return no("INUSE", "Mailbox is selected; UNSELECT it first")
 	}
 	if err := c.srv.Store.DeleteMailbox(ctx, c.acct.ID, name); err != nil {
-		return mailboxError("DELETE", err)
+		return c.mailboxError("DELETE", err)
 	}
 	return ok("DELETE completed")
 }
@@ -138,7 +138,7 @@ func (c *session) cmdRename(ctx context.Context, from, to string) result {
 		err = c.renameChildren(ctx, oldName, newName)
 	}
 	if err != nil {
-		return mailboxError("RENAME", err)
+		return c.mailboxError("RENAME", err)
 	}
 	if c.sel != nil && c.sel.mb.Name != store.Inbox && (c.sel.mb.Name == oldName || strings.HasPrefix(c.sel.mb.Name, oldName+"/")) {
 		c.sel.mb.Name = newName + strings.TrimPrefix(c.sel.mb.Name, oldName)
@@ -196,7 +196,7 @@ func (c *session) cmdSubscribe(ctx context.Context, mailbox string, subscribe bo
 		if !subscribe && errors.Is(err, store.ErrNotFound) {
 			return ok("UNSUBSCRIBE completed") // nothing to undo
 		}
-		return mailboxError("SUBSCRIBE", err)
+		return c.mailboxError("SUBSCRIBE", err)
 	}
 	if subscribe {
 		return ok("SUBSCRIBE completed")
@@ -284,7 +284,7 @@ func (c *session) cmdList(ctx context.Context, lsub bool, a *imapwire.ListComman
 	}
 	mbs, err := c.srv.Store.ListMailboxes(ctx, c.acct.ID)
 	if err != nil {
-		return storeFailed("LIST", err)
+		return c.storeFailed("LIST", err)
 	}
 	entries := listEntries(mbs)
 	name := "LIST"
@@ -464,7 +464,7 @@ func (c *session) cmdStatus(ctx context.Context, a *imapwire.StatusCommand) resu
 	}
 	mb, err := c.srv.Store.GetMailbox(ctx, c.acct.ID, name)
 	if err != nil {
-		return mailboxError("STATUS", err)
+		return c.mailboxError("STATUS", err)
 	}
 	c.writeStatus(ctx, mb, a.Items)
 	return ok("STATUS completed")
@@ -521,7 +521,7 @@ func (c *session) cmdGetQuota(ctx context.Context, isRoot bool, arg string) resu
 			return res
 		}
 		if _, err := c.srv.Store.GetMailbox(ctx, c.acct.ID, name); err != nil {
-			return mailboxError("GETQUOTAROOT", err)
+			return c.mailboxError("GETQUOTAROOT", err)
 		}
 		c.w.Untagged().Atom("QUOTAROOT ").Mailbox(name).Atom(` ""`).CRLF()
 	} else if arg != "" {
@@ -529,7 +529,7 @@ func (c *session) cmdGetQuota(ctx context.Context, isRoot bool, arg string) resu
 	}
 	acct, err := c.srv.Store.GetAccount(ctx, c.acct.Name)
 	if err != nil {
-		return storeFailed("GETQUOTA", err)
+		return c.storeFailed("GETQUOTA", err)
 	}
 	c.w.Untagged().Atom(`QUOTA "" (`)
 	if acct.QuotaBytes > 0 {

@@ -90,7 +90,7 @@ func (c *session) runSearch(ctx context.Context, charset string, key *imapwire.S
 		return nil, nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset"), false
 	}
 	if err := c.refresh(ctx, false); err != nil {
-		return nil, nil, storeFailed("SEARCH", err), false
+		return nil, nil, c.storeFailed("SEARCH", err), false
 	}
 	msgs := c.candidates()
 	found, err := imapsearch.Search(ctx, key, msgs, searchSource{c, c.sel.mb.ID}, c.searchEnv())
@@ -98,7 +98,7 @@ func (c *session) runSearch(ctx context.Context, charset string, key *imapwire.S
 		if errors.Is(err, imapsearch.ErrBadCharset) {
 			return nil, nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset"), false
 		}
-		return nil, nil, storeFailed("SEARCH", err), false
+		return nil, nil, c.storeFailed("SEARCH", err), false
 	}
 	return msgs, found, result{}, true
 }
@@ -209,7 +209,7 @@ func (c *session) cmdSort(ctx context.Context, uid bool, a *imapwire.SortCommand
 	}
 	sorted, err := imapsearch.Sort(ctx, a.Criteria, msgs, found, searchSource{c, c.sel.mb.ID})
 	if err != nil {
-		return storeFailed("SORT", err)
+		return c.storeFailed("SORT", err)
 	}
 	c.w.Untagged().Atom("SORT")
 	for _, k := range sorted {
@@ -235,7 +235,7 @@ func (c *session) cmdThread(ctx context.Context, uid bool, a *imapwire.ThreadCom
 	}
 	threads, err := imapsearch.Thread(ctx, a.Algorithm, msgs, found, searchSource{c, c.sel.mb.ID})
 	if err != nil {
-		return storeFailed("THREAD", err)
+		return c.storeFailed("THREAD", err)
 	}
 	c.w.Untagged().Atom("THREAD")
 	if len(threads) > 0 {

@@ -53,7 +53,7 @@ func (c *session) cmdStore(ctx context.Context, uid bool, a *imapwire.StoreComma
 		c.condstore = true
 	}
 	if err := c.refresh(ctx, false); err != nil {
-		return storeFailed("STORE", err)
+		return c.storeFailed("STORE", err)
 	}
 	idx := c.resolve(a.Seq, uid)
 	uids := make([]uint32, 0, len(idx))
@@ -79,7 +79,7 @@ func (c *session) cmdStore(ctx context.Context, uid bool, a *imapwire.StoreComma
 		var err error
 		changed, modified, err = c.srv.Store.StoreFlags(ctx, v.mb.ID, uids, op, flags, a.UnchangedSince)
 		if err != nil {
-			return storeFailed("STORE", err)
+			return c.storeFailed("STORE", err)
 		}
 	}
 	touched := map[uint32]bool{}
@@ -173,10 +173,10 @@ func (c *session) cmdCopy(ctx context.Context, uid, move bool, a *imapwire.CopyC
 		return no("TRYCREATE", "No such mailbox")
 	}
 	if err != nil {
-		return storeFailed(op, err)
+		return c.storeFailed(op, err)
 	}
 	if err := c.refresh(ctx, false); err != nil {
-		return storeFailed(op, err)
+		return c.storeFailed(op, err)
 	}
 	var uids []uint32
 	for _, i := range c.resolve(a.Seq, uid) {
@@ -198,7 +198,7 @@ func (c *session) cmdCopy(ctx context.Context, uid, move bool, a *imapwire.CopyC
 		return no("OVERQUOTA", "Over quota")
 	}
 	if err != nil {
-		return storeFailed(op, err)
+		return c.storeFailed(op, err)
 	}
 	code := ""
 	if len(src) > 0 {
@@ -237,7 +237,7 @@ func (c *session) cmdAppend(ctx context.Context, a *imapwire.AppendCommand) resu
 		return no("TRYCREATE", "No such mailbox")
 	}
 	if err != nil {
-		return storeFailed("APPEND", err)
+		return c.storeFailed("APPEND", err)
 	}
 	var done []uint32
 	undo := func() {
@@ -272,7 +272,7 @@ func (c *session) cmdAppend(ctx context.Context, a *imapwire.AppendCommand) resu
 			if errors.Is(err, store.ErrOverQuota) {
 				return no("OVERQUOTA", "Over quota")
 			}
-			return mailboxError("APPEND", err)
+			return c.mailboxError("APPEND", err)
 		}
 		done = append(done, info.UID)
 	}

@@ -376,14 +376,14 @@ func (c *session) cmdSelect(ctx context.Context, readOnly bool, a *imapwire.Sele
 	}
 	mb, err := c.srv.Store.GetMailbox(ctx, c.acct.ID, name)
 	if err != nil {
-		return mailboxError("SELECT", err)
+		return c.mailboxError("SELECT", err)
 	}
 	if c.changes != nil {
 		c.drainChanges()
 	}
 	v, err := c.loadView(ctx, mb, readOnly)
 	if err != nil {
-		return storeFailed("SELECT", err)
+		return c.storeFailed("SELECT", err)
 	}
 	if a.CondStore {
 		c.condstore = true
@@ -409,7 +409,7 @@ func (c *session) cmdSelect(ctx context.Context, readOnly bool, a *imapwire.Sele
 	}
 	if a.QResync != nil && a.QResync.UIDValidity == v.mb.UIDValidity {
 		if err := c.qresyncSelect(ctx, a.QResync); err != nil {
-			return storeFailed("SELECT", err)
+			return c.storeFailed("SELECT", err)
 		}
 	}
 	if readOnly {
@@ -450,7 +450,7 @@ func (c *session) cmdClose(ctx context.Context, expunge bool) result {
 	c.sel, c.state, c.savedValid, c.saved = nil, stateAuth, false, nil
 	if expunge && !v.readOnly {
 		if _, err := c.srv.Store.Expunge(ctx, v.mb.ID, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return storeFailed("CLOSE", err)
+			return c.storeFailed("CLOSE", err)
 		}
 	}
 	if expunge {
@@ -481,7 +481,7 @@ func (c *session) cmdExpunge(ctx context.Context, set *imapwire.SeqSet) result {
 	}
 	done, err := c.srv.Store.Expunge(ctx, v.mb.ID, uids)
 	if err != nil {
-		return storeFailed("EXPUNGE", err)
+		return c.storeFailed("EXPUNGE", err)
 	}
 	for _, u := range done {
 		v.markGone(u)
