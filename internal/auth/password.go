@@ -56,8 +56,8 @@ func Hash(password string) (string, error) {
 		argon2.Version, argonMemoryKiB, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-// Verify checks password against a stored hash (argon2id PHC string or bcrypt
-// $2a$/$2b$/$2y$). It returns nil on a match, ErrMismatch on a wrong password, and
+// Verify checks password against a stored hash (argon2id PHC string, bcrypt
+// $2a$/$2b$/$2y$, or a crypt(3) hash from /etc/shadow: see crypt.go). It returns nil on a match, ErrMismatch on a wrong password, and
 // another error for a hash it cannot read. needsRehash is true when the hash is
 // not in the current format and parameters, so the caller may store a new one.
 func Verify(hash, password string) (needsRehash bool, err error) {
@@ -76,6 +76,9 @@ func Verify(hash, password string) (needsRehash bool, err error) {
 			return false, fmt.Errorf("auth: bcrypt hash: %w", err)
 		}
 		return true, nil
+	case IsCryptHash(hash):
+		// Carried over from /etc/shadow by posthorn import (crypt.go).
+		return verifyCrypt(hash, password)
 	}
 	return false, errors.New("auth: unknown password hash format")
 }
