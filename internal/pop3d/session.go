@@ -36,7 +36,8 @@ const (
 type message struct {
 	uid     uint32
 	size    int64
-	deleted bool // marked by DELE
+	deleted bool   // marked by DELE
+	uidl    string // kept from the old POP3 server by an import, or ""
 }
 
 // session is one POP3 connection.
@@ -492,7 +493,7 @@ func (c *session) loggedIn(acct *store.Account) {
 	c.acct, c.mbox, c.state = acct, mb, stateTransaction
 	c.msgs = make([]message, len(infos))
 	for i, m := range infos {
-		c.msgs[i] = message{uid: m.UID, size: m.Size}
+		c.msgs[i] = message{uid: m.UID, size: m.Size, uidl: m.POP3UIDL}
 	}
 	n, size := c.stat()
 	c.reply("+OK %s has %d messages (%d octets)", acct.Name, n, size)
@@ -598,9 +599,28 @@ func (c *session) cmdList(cmd command) {
 
 // uidl is a message's unique-id (RFC 1939 section 7): the mailbox's
 // UIDVALIDITY and the message's UID, which together never name another
-// message in this mailbox, across sessions and restarts.
+// message in this mailbox, across sessions and restarts. A message imported
+// from another POP3 server keeps the unique-id that server gave it (posthorn
+// import), so that clients do not download it again.
 func (c *session) uidl(m message) string {
+	if validUIDL(m.uidl) {
+		return m.uidl
+	}
 	return strconv.FormatUint(uint64(c.mbox.UIDValidity), 10) + "." + strconv.FormatUint(uint64(m.uid), 10)
+}
+
+// validUIDL reports whether s can be sent as a unique-id: 1 to 70
+// characters in the range 0x21 to 0x7E (RFC 1939 section 7).
+func validUIDL(s string) bool {
+	if len(s) == 0 || len(s) > 70 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *session) cmdUidl(cmd command) {

@@ -115,6 +115,10 @@ type MessageInfo struct {
 	// Meta is the structure parsed once at delivery by internal/msg (envelope,
 	// body structure). The store keeps it but does not interpret it.
 	Meta []byte
+	// POP3UIDL is the unique-id another POP3 server gave the message, kept
+	// by an import (Importer) so that POP3 clients do not download it again;
+	// "" for every other message.
+	POP3UIDL string
 }
 
 // HasFlag reports whether the message carries flag (case-insensitive, as IMAP
@@ -257,6 +261,25 @@ const (
 	ChangeExpunge                     // messages were expunged
 	ChangeMailboxes                   // mailboxes were created, renamed or deleted
 )
+
+// ImportMessage is one message of Importer.AppendBatch.
+type ImportMessage struct {
+	Body         Body
+	Meta         []byte
+	Flags        []string
+	InternalDate time.Time // zero: now
+	POP3UIDL     string    // the unique-id the old POP3 server gave it, or ""
+}
+
+// Importer is implemented by stores that take imported mail (posthorn
+// import) in batches: one durable write for many messages, and the POP3
+// unique-id of each kept.
+type Importer interface {
+	// AppendBatch stores the messages into one mailbox, in the order given
+	// (their UIDs increase in that order), durably, in one step: all of them
+	// or, on an error (ErrOverQuota, ErrNotFound), none.
+	AppendBatch(ctx context.Context, mailboxID int64, msgs []ImportMessage) ([]MessageInfo, error)
+}
 
 // Store is the durable state. All methods are safe for concurrent use.
 type Store interface {

@@ -400,11 +400,90 @@ func (s *Store) Append(ctx context.Context, mailboxID int64, b store.Body, meta 
 	return info, nil
 }
 
+// AppendBatch stores imported messages into one mailbox in one write.
+func (s *Store) AppendBatch(ctx context.Context, mailboxID int64, msgs []store.ImportMessage) ([]store.MessageInfo, error) {
+	bodies := make([]*preparedBody, 0, len(msgs))
+	discardAll := func() {
+		for _, b := range bodies {
+			s.discard(b)
+		}
+	}
+	var total int64
+	for _, m := range msgs {
+		b, err := s.prepareBody(ctx, m.Body)
+		if err != nil {
+			discardAll()
+			return nil, err
+		}
+		bodies = append(bodies, b)
+		total += b.size
+	}
+	infos := make([]store.MessageInfo, len(msgs))
+	req := &writeReq{}
+	req.fn = func(tx *wtx) error {
+		accountID, fits, err := mailboxQuota(tx, mailboxID, total)
+		if err != nil {
+			return err
+		}
+		if !fits {
+			return store.ErrOverQuota
+		}
+		ins, err := tx.Prepare(`INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internal_date, internal_tz, save_date, size, blob_id, meta, pop3_uidl)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		uids := make([]uint32, 0, len(msgs))
+		var modseq uint64
+		for i, m := range msgs {
+			date := m.InternalDate
+			if date.IsZero() {
+				date = time.Now()
+			}
+			bits, kws := encodeFlags(m.Flags)
+			blobID, err := insertBlob(tx, bodies[i], 1)
+			if err != nil {
+				return err
+			}
+			var uid uint32
+			uid, modseq, err = addMessage(tx, mailboxID, bits, bodies[i].size)
+			if err != nil {
+				return err
+			}
+			var uidl any
+			if m.POP3UIDL != "" {
+				uidl = m.POP3UIDL
+			}
+			_, offset := date.Zone()
+			saved := now()
+			if _, err := ins.Exec(mailboxID, uid, modseq, bits, kws, date.Unix(), offset, saved, bodies[i].size, blobID, m.Meta, uidl); err != nil {
+				return err
+			}
+			infos[i] = store.MessageInfo{MailboxID: mailboxID, UID: uid, ModSeq: modseq, Flags: decodeFlags(bits, kws),
+				InternalDate: date, SaveDate: time.Unix(saved, 0), Size: bodies[i].size, BlobID: strconv.FormatInt(blobID, 10),
+				Meta: m.Meta, POP3UIDL: m.POP3UIDL}
+			uids = append(uids, uid)
+		}
+		req.changes = []store.Change{{AccountID: accountID, MailboxID: mailboxID, Kind: store.ChangeNew, UIDs: uids, ModSeq: modseq}}
+		return nil
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if err := s.write(ctx, req); err != nil {
+		discardAll()
+		return nil, err
+	}
+	return infos, nil
+}
+
 func scanMessage(rows interface{ Scan(...any) error }, mailboxID int64, withMeta bool) (store.MessageInfo, error) {
 	var m store.MessageInfo
 	var bits, date, tz, save, blobID int64
 	var kws string
-	dest := []any{&m.UID, &m.ModSeq, &bits, &kws, &date, &tz, &save, &m.Size, &blobID}
+	var uidl sql.NullString
+	dest := []any{&m.UID, &m.ModSeq, &bits, &kws, &date, &tz, &save, &m.Size, &blobID, &uidl}
 	if withMeta {
 		dest = append(dest, &m.Meta)
 	}
@@ -416,6 +495,7 @@ func scanMessage(rows interface{ Scan(...any) error }, mailboxID int64, withMeta
 	m.InternalDate = time.Unix(date, 0).In(zone(int(tz)))
 	m.SaveDate = time.Unix(save, 0)
 	m.BlobID = strconv.FormatInt(blobID, 10)
+	m.POP3UIDL = uidl.String
 	return m, nil
 }
 
@@ -427,7 +507,7 @@ func zone(offset int) *time.Location {
 	return time.FixedZone("", offset)
 }
 
-const messageColumns = "uid, modseq, flags, keywords, internal_date, internal_tz, save_date, size, blob_id"
+const messageColumns = "uid, modseq, flags, keywords, internal_date, internal_tz, save_date, size, blob_id, pop3_uidl"
 
 // ListMessages returns a mailbox's messages in UID order.
 func (s *Store) ListMessages(ctx context.Context, mailboxID int64, changedSince uint64, withMeta bool) ([]store.MessageInfo, error) {

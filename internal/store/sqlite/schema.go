@@ -13,6 +13,9 @@ var migrations = []string{
 	// 3: SCRAM-SHA-256 credentials (RFC 5803 form); '' until the password is
 	// set again or used once with PLAIN/LOGIN.
 	`ALTER TABLE accounts ADD COLUMN scram_sha256 TEXT NOT NULL DEFAULT '';`,
+	// 4: the POP3 unique-id an imported message had on the old server
+	// (store.MessageInfo.POP3UIDL); NULL for all others.
+	`ALTER TABLE messages ADD COLUMN pop3_uidl TEXT;`,
 }
 
 // schema is the database at version 1. The counters of a mailbox and the

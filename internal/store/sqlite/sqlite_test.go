@@ -472,7 +472,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"ALTER TABLE queue DROP COLUMN held", "ALTER TABLE queue DROP COLUMN warned",
-		"ALTER TABLE accounts DROP COLUMN scram_sha256", "PRAGMA user_version = 1"} {
+		"ALTER TABLE accounts DROP COLUMN scram_sha256", "ALTER TABLE messages DROP COLUMN pop3_uidl", "PRAGMA user_version = 1"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}
@@ -511,7 +511,7 @@ func TestMigrateFromVersion2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"ALTER TABLE accounts DROP COLUMN scram_sha256", "PRAGMA user_version = 2"} {
+	for _, q := range []string{"ALTER TABLE accounts DROP COLUMN scram_sha256", "ALTER TABLE messages DROP COLUMN pop3_uidl", "PRAGMA user_version = 2"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeliverQueue", testDeliverQueue},
 		{"Quota", testQuota},
 		{"Append", testAppend},
+		{"ImportBatch", testImportBatch},
 		{"Flags", testFlags},
 		{"ExpungeAndVanished", testExpunge},
 		{"CopyMove", testCopyMove},
@@ -570,6 +571,77 @@ func testAppend(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Append(ctx, 999999, Msg("x"), nil, nil, time.Time{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("append to a missing mailbox: %v", err)
+	}
+}
+
+func testImportBatch(t *testing.T, s store.Store) {
+	im, ok := s.(store.Importer)
+	if !ok {
+		t.Skip("the store has no AppendBatch")
+	}
+	a := mustAccount(t, s, "pp")
+	inbox := mustMailbox(t, s, a.ID, store.Inbox)
+	d1 := time.Date(2009, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
+	batch := []store.ImportMessage{
+		{Body: Msg("one"), Flags: []string{store.FlagSeen}, InternalDate: d1, POP3UIDL: "0a1b2c3d4e5f6071"},
+		{Body: Msg("two"), POP3UIDL: "1111222233334444"},
+		{Body: Msg("three"), Flags: []string{store.FlagAnswered, "$Label1"}},
+	}
+	infos, err := im.AppendBatch(ctx, inbox.ID, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 3 || infos[0].UID >= infos[1].UID || infos[1].UID >= infos[2].UID {
+		t.Fatalf("UIDs not in the order given: %+v", infos)
+	}
+	list, err := s.ListMessages(ctx, inbox.ID, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("%d messages listed", len(list))
+	}
+	for i, want := range []string{"0a1b2c3d4e5f6071", "1111222233334444", ""} {
+		if list[i].POP3UIDL != want {
+			t.Errorf("message %d POP3UIDL %q, want %q", i+1, list[i].POP3UIDL, want)
+		}
+		if got := read(t, s, inbox.ID, list[i].UID); !strings.Contains(got, []string{"one", "two", "three"}[i]) {
+			t.Errorf("message %d bytes %q", i+1, got)
+		}
+	}
+	if !list[0].InternalDate.Equal(d1) || !list[0].HasFlag(store.FlagSeen) || list[1].HasFlag(store.FlagSeen) ||
+		!list[2].HasFlag(store.FlagAnswered) || !list[2].HasFlag("$Label1") {
+		t.Errorf("dates or flags not kept: %+v", list)
+	}
+	if m, err := s.GetMessage(ctx, inbox.ID, list[1].UID); err != nil || m.POP3UIDL != "1111222233334444" {
+		t.Errorf("GetMessage POP3UIDL %v %v", m, err)
+	}
+	mb, _ := s.GetMailbox(ctx, a.ID, store.Inbox)
+	if mb.Messages != 3 || mb.Unseen != 2 {
+		t.Errorf("counters after a batch: %d messages, %d unseen", mb.Messages, mb.Unseen)
+	}
+	// Over quota: nothing of the batch is stored.
+	if err := s.SetQuota(ctx, "pp", mb.Size+int64(Msg("x").Len())); err != nil {
+		t.Fatal(err)
+	}
+	_, err = im.AppendBatch(ctx, inbox.ID, []store.ImportMessage{{Body: Msg("x")}, {Body: Msg("y")}})
+	if !errors.Is(err, store.ErrOverQuota) {
+		t.Errorf("batch over quota: %v", err)
+	}
+	if l, _ := s.ListMessages(ctx, inbox.ID, 0, false); len(l) != 3 {
+		t.Errorf("a refused batch left %d messages", len(l))
+	}
+	if _, err := im.AppendBatch(ctx, 999999, []store.ImportMessage{{Body: Msg("z")}}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("batch to a missing mailbox: %v", err)
+	}
+	// A delivered message has no POP3UIDL.
+	if err := s.SetQuota(ctx, "pp", 0); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, "later", "pp")
+	l, _ := s.ListMessages(ctx, inbox.ID, 0, false)
+	if len(l) != 4 || l[3].POP3UIDL != "" {
+		t.Errorf("delivered message has POP3UIDL %q", l[len(l)-1].POP3UIDL)
 	}
 }
 
