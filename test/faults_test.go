@@ -234,3 +234,43 @@ func TestSilentClientsDoNotStopService(t *testing.T) {
 		t.Errorf("%d of 200 silent connections were closed by the server within 30 s", closed)
 	}
 }
+
+// A table or the config broken while the server runs (issue 8): the old
+// table stays in force, the error is logged with file and line, and mail
+// keeps flowing; a broken posthorn.toml with SIGHUP changes nothing.
+func TestBrokenTableWhileRunning(t *testing.T) {
+	in := newInstance(t, "pp")
+	in.writeFile("virtusertable", "shop-x7k2@example.org\tpp\n")
+	in.start()
+	rcpt := func() error {
+		c, err := gosmtp.Dial(in.smtp)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.Mail("a@remote.example", nil); err != nil {
+			return err
+		}
+		return c.Rcpt("shop-x7k2@example.org", nil)
+	}
+	if err := rcpt(); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	in.writeFile("virtusertable", "shop-x7k2@example.org\tpp\nbroken-line-without-target@example.org\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(in.stderr.String(), "virtusertable:2") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error naming virtusertable:2 in the log:\n%s", in.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := rcpt(); err != nil {
+		t.Errorf("with the table broken, the old one should stay in force: %v", err)
+	}
+	in.writeFile("posthorn.toml", "this is [not toml\n")
+	in.proc.Process.Signal(syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond)
+	if err := sendOne(in.smtp, "after a broken config", 1000); err != nil {
+		t.Errorf("after a broken config and SIGHUP: %v", err)
+	}
+}
