@@ -25,7 +25,9 @@ func TestUIDLImported(t *testing.T) {
 		t.Fatal(err)
 	}
 	uids := ts.inbox("pp")
-	own := func(i int) string { return strconv.FormatUint(uint64(mb.UIDValidity), 10) + "." + strconv.FormatUint(uint64(uids[i]), 10) }
+	own := func(i int) string {
+		return strconv.FormatUint(uint64(mb.UIDValidity), 10) + "." + strconv.FormatUint(uint64(uids[i]), 10)
+	}
 	c := ts.dial(nil)
 	c.login("pp", "pw-pp")
 	if got := c.cmd("UIDL"); !strings.HasPrefix(got, "+OK") {
