@@ -80,7 +80,7 @@ func (s *Server) pickupMessage(ctx context.Context, env *maildrop.Envelope, msg 
 	}
 	delivered := false
 	if len(rcpts) > 0 {
-		_, err := s.deliverer.Deliver(ctx, &deliver.Envelope{ID: qid, From: from, Null: env.Null, Recipients: rcpts}, bytes.NewReader(b.Bytes()))
+		_, err := s.deliverer.Deliver(ctx, &deliver.Envelope{ID: qid, From: from, Null: env.Null, Recipients: rcpts, Sign: true}, bytes.NewReader(b.Bytes()))
 		var rej *route.Rejection
 		switch {
 		case errors.As(err, &rej):

@@ -70,6 +70,7 @@ type Server struct {
 	pickup     *maildrop.Pickup
 	router     *route.Resolver
 	deliverer  *deliver.Deliverer
+	checks     *smtpd.Checks // port 25's anti-spam and SPF/DKIM/DMARC checks
 	listeners  []listener
 }
 
@@ -212,6 +213,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Queued:         func(e *store.QueueEntry, body []byte) { s.Queue.EnqueuedEntry(e, body) },
 		SRS:            rewriter,
 		IsLocalDomain:  router.IsLocalDomain,
+		DKIM:           keyRing(cfg),
 	}
 	s.Queue = queue.NewRunner(&queue.Runner{
 		Store:  st,
@@ -252,6 +254,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		// user may relay through it.
 		Auth: s.Auth,
 	}
+	// Port 25 only: submission takes logged-in users, whom none applies to.
+	if s.checks, err = newChecks(cfg, resolver, w.Current()); err != nil {
+		return nil, err
+	}
+	s.smtp.Checks = s.checks
 	// Submission: the same server, but MAIL only after AUTH, and missing
 	// header fields added (RFC 6409).
 	s.submission = &smtpd.Server{
@@ -289,7 +296,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Auth:            s.Auth,
 		Router:          router,
 		Tables:          w.Current,
-		Deliverer:       reportingDeliverer{s},
+		Deliverer:       signing{reportingDeliverer{s}},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Log:             log,
 	})
@@ -484,6 +491,9 @@ func (s *Server) Close() error {
 	}
 	if s.certs != nil {
 		s.certs.Close()
+	}
+	if s.checks != nil && s.checks.Greylist != nil {
+		s.checks.Greylist.Close()
 	}
 	if s.Store != nil {
 		return s.Store.Close()

@@ -90,6 +90,7 @@ type transaction struct {
 	bdatFail *Reply // a BDAT chunk failed: the rest of the chunks are read and dropped
 	sp       spool.Spool
 	rpLen    int64 // the length of our Return-Path: field at the spool's start
+	traceLen int64 // the length of our Return-Path: and Received: fields
 }
 
 func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
@@ -873,9 +874,10 @@ func (c *conn) deliver(tx *transaction, ar authResult) Reply {
 	}
 	var body store.Body = &tx.sp
 	if ar.header != "" {
-		// At the top, below Return-Path (RFC 8601 section 5: added as a
-		// trace field is, above the fields already there).
-		body = deliver.Insert(body, tx.rpLen, []byte(ar.header))
+		// Right below our own trace fields, above every field that came
+		// from the client (RFC 8601 section 5: prepended, so that a reader
+		// meets ours before anything forged further down).
+		body = deliver.Insert(body, tx.traceLen, []byte(ar.header))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -929,6 +931,7 @@ func (c *conn) writeTrace(sp *spool.Spool) {
 	b.WriteString("; ")
 	b.WriteString(time.Now().Format(time.RFC1123Z))
 	b.WriteString("\r\n")
+	tx.traceLen = int64(b.Len())
 	sp.WriteString(b.String())
 }
 
