@@ -131,3 +131,38 @@ func BenchmarkMsgWriter4K(b *testing.B) {
 		w.finish()
 	}
 }
+
+// Authentication-Results fields of our authserv-id are removed however the
+// content is cut into pieces (BDAT chunks); other servers' fields, a field
+// merely mentioning our name, and the body are kept.
+func TestMsgWriterRemovesForgedAuthResults(t *testing.T) {
+	forged1 := "Authentication-Results: MX.Example.Org; spf=pass\r\n"
+	forged2 := "Authentication-Results:\r\n mx.example.org (comment);\r\n\tdkim=pass header.d=bank.example\r\n"
+	kept := "Authentication-Results: other.example; x=mx.example.org\r\n"
+	rest := "From: a@b.example\r\nSubject: s\r\n\r\nAuthentication-Results: mx.example.org; body line\r\n"
+	in := forged1 + kept + forged2 + rest
+	want := kept + rest
+	for _, n := range []int{1, 2, 7, 64, len(in)} {
+		sp := &spool.Spool{}
+		w := newMsgWriter(sp, 0)
+		w.authservID = "mx.example.org"
+		for s := in; s != ""; {
+			k := min(n, len(s))
+			w.Write([]byte(s[:k]))
+			s = s[k:]
+		}
+		w.finish()
+		if got := string(sp.Bytes()); got != want {
+			t.Errorf("pieces of %d: got\n%q\nwant\n%q", n, got, want)
+		}
+	}
+	// A header that ends (no body) with a forged field.
+	sp := &spool.Spool{}
+	w := newMsgWriter(sp, 0)
+	w.authservID = "mx.example.org"
+	w.Write([]byte(kept + forged1))
+	w.finish()
+	if got := string(sp.Bytes()); got != kept {
+		t.Errorf("header-only message: %q", got)
+	}
+}
