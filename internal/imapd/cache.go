@@ -55,6 +55,7 @@ type box struct {
 	modseq      []uint64
 
 	lastUse atomic.Int64 // unix nanoseconds
+	loads   atomic.Int32 // whole-mailbox reads (the expensive kind), for tests
 }
 
 // boxCache is the server's set of boxes, bounded by the messages it
@@ -113,37 +114,53 @@ func (bc *boxCache) evictLocked(keep *box) {
 
 // sync brings the box up to date with the store.
 func (b *box) sync(ctx context.Context, st store.Store) error {
-	mb, err := st.GetMailboxByID(ctx, b.id)
-	if err != nil {
-		return err
-	}
-	b.mu.RLock()
-	fresh := b.loaded && b.uidValidity == mb.UIDValidity && b.highest >= mb.HighestModSeq && len(b.msgs) == int(mb.Messages)
-	b.mu.RUnlock()
-	if fresh {
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.loaded && b.uidValidity == mb.UIDValidity && b.highest < mb.HighestModSeq {
-		if err := b.update(ctx, st); err != nil {
+	// Deliveries may go on while this runs: each round reads the
+	// mailbox's HIGHESTMODSEQ and count, applies what changed, and looks
+	// again, until the box agrees with a reading of the mailbox. Under
+	// unending churn it stops after a few rounds, as up to date as the
+	// last one made it (the next sync goes on from there).
+	for round := 0; round < 4; round++ {
+		mb, err := st.GetMailboxByID(ctx, b.id)
+		if err != nil {
 			return err
 		}
-		b.highest = max(b.highest, mb.HighestModSeq)
-		if len(b.msgs) == int(mb.Messages) {
+		b.mu.RLock()
+		same := b.loaded && b.uidValidity == mb.UIDValidity
+		fresh := same && b.highest >= mb.HighestModSeq && len(b.msgs) == int(mb.Messages)
+		b.mu.RUnlock()
+		if fresh {
 			return nil
 		}
-		// The count disagrees (messages left without an expunge record,
-		// as a RENAME of INBOX may): read everything again.
-	} else if b.loaded && b.uidValidity == mb.UIDValidity && b.highest >= mb.HighestModSeq && len(b.msgs) == int(mb.Messages) {
-		return nil // another session synced it meanwhile
+		b.mu.Lock()
+		switch {
+		case !b.loaded || b.uidValidity != mb.UIDValidity:
+			err = b.load(ctx, st, mb)
+			b.mu.Unlock()
+			return err
+		case b.highest < mb.HighestModSeq:
+			if err = b.update(ctx, st); err == nil {
+				b.highest = max(b.highest, mb.HighestModSeq)
+			}
+		case len(b.msgs) != int(mb.Messages):
+			// Caught up by MODSEQ, yet the count disagrees: messages
+			// went without an expunge record (as a RENAME of INBOX may
+			// move them). Read everything again.
+			err = b.load(ctx, st, mb)
+			b.mu.Unlock()
+			return err
+		}
+		b.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	return b.load(ctx, st, mb)
+	return nil
 }
 
 // load reads the whole mailbox. Entries of messages already cached are
 // kept, with what they rendered.
 func (b *box) load(ctx context.Context, st store.Store, mb *store.Mailbox) error {
+	b.loads.Add(1)
 	infos, err := st.ListMessages(ctx, b.id, 0, true)
 	if err != nil {
 		return err
