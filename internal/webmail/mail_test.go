@@ -196,6 +196,12 @@ func TestCSRFEveryPost(t *testing.T) {
 		"POST /mail/{mb}/actions":      fmt.Sprintf("/mail/%d/actions", inbox.ID),
 		"POST /msg/{mb}/{uid}/actions": fmt.Sprintf("/msg/%d/%d/actions", inbox.ID, uid),
 		"POST /compose":                "/compose",
+		// Part 2 (admin_test.go checks these as an admin too).
+		"POST /addresses":            "/addresses",
+		"POST /addresses/{action}":   "/addresses/delete",
+		"POST /admin/accounts":       "/admin/accounts",
+		"POST /admin/tables/{table}": "/admin/tables/aliases",
+		"POST /admin/queue":          "/admin/queue",
 	}
 	n := 0
 	for _, rt := range e.srv.routes() {

@@ -16,7 +16,8 @@ import (
 
 // pages are the templates under templates/, each rendered inside
 // layout.html.
-var pages = []string{"login", "list", "read", "compose", "error"}
+var pages = []string{"login", "list", "read", "compose", "error", "disposable",
+	"admin_status", "admin_accounts", "admin_tables", "admin_queue"}
 
 var funcs = template.FuncMap{
 	"size": humanSize,
@@ -35,6 +36,7 @@ var funcs = template.FuncMap{
 	"pathEsc":   url.PathEscape,
 	"queryEsc":  url.QueryEscape,
 	"hasPrefix": strings.HasPrefix,
+	"ago":       ago,
 }
 
 func parseTemplates() (map[string]*template.Template, error) {
@@ -100,6 +102,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, c *reqCtx, code 
 	if c != nil && c.sess != nil {
 		data["Account"] = c.sess.account
 		data["CSRF"] = c.sess.csrf
+		data["IsAdmin"] = s.requireAdmin(r.Context(), c.sess)
+		data["HasAddresses"] = s.cfg.MapsDir != ""
 		if _, ok := data["Mailboxes"]; !ok {
 			cur, _ := data["CurrentMailbox"].(int64)
 			if nav, err := s.navMailboxes(r.Context(), c.sess.accountID, cur); err == nil {

@@ -71,6 +71,17 @@ type Config struct {
 	// SessionTTL is how long a session lasts without use (0: 12 hours).
 	SessionTTL time.Duration
 	Log        *slog.Logger
+
+	// MapsDir is the tables' directory (maps_dir): the disposable addresses
+	// and the admin pages edit the files there (internal/tableedit), and the
+	// server's watcher loads them. "" turns those pages off.
+	MapsDir string
+	// StateDir is where the counts of mail to virtusertable addresses are
+	// kept (data_dir); "" keeps them in memory only.
+	StateDir string
+	// Status tells the admin status page about the running server
+	// (listeners, certificates); nil shows only what the store knows.
+	Status func() Status
 }
 
 // Server is the webmail. Make it with New.
@@ -81,6 +92,7 @@ type Server struct {
 	mux     *http.ServeMux
 	sess    *sessions
 	cache   *listCache
+	usage   *usageBook // mail to virtusertable addresses (usage.go)
 	static  http.Handler
 	done    chan struct{} // closed by Shutdown: ends event streams
 	doneMu  sync.Once
@@ -109,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sess = newSessions(cfg.SessionTTL)
 	s.cache = newListCache(cfg.Store, 32)
+	s.usage = loadUsage(cfg.StateDir, cfg.Log)
 	sub, _ := fs.Sub(staticFS, "static")
 	s.static = http.StripPrefix("/static/", http.FileServerFS(sub))
 	s.mux = http.NewServeMux()
@@ -154,6 +167,18 @@ func (s *Server) routes() []routeEntry {
 		{"GET /compose", user, s.composePage},
 		{"POST /compose", user, s.composePost},
 		{"GET /events", user, s.events},
+		// Disposable addresses (disposable.go).
+		{"GET /addresses", user, s.addressesPage},
+		{"POST /addresses", user, s.addressCreate},
+		{"POST /addresses/{action}", user, s.addressAction},
+		// Admin pages (admin.go).
+		{"GET /admin", admin, s.adminStatus},
+		{"GET /admin/accounts", admin, s.adminAccounts},
+		{"POST /admin/accounts", admin, s.adminAccountsPost},
+		{"GET /admin/tables/{table}", admin, s.adminTable},
+		{"POST /admin/tables/{table}", admin, s.adminTablePost},
+		{"GET /admin/queue", admin, s.adminQueue},
+		{"POST /admin/queue", admin, s.adminQueuePost},
 	}
 }
 
@@ -281,6 +306,9 @@ func (s *Server) serve(l net.Listener, cfg *tls.Config) error {
 // in progress finish until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.doneMu.Do(func() { close(s.done) })
+	if err := s.usage.save(); err != nil {
+		s.log.Warn("webmail: address counts not saved", "err", err)
+	}
 	s.srvMu.Lock()
 	servers := append([]*http.Server(nil), s.servers...)
 	s.srvMu.Unlock()
