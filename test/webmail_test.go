@@ -2,10 +2,12 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/smtp"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,5 +268,124 @@ func TestWebmailHostileHTML(t *testing.T) {
 		if path != "/photo.gif" {
 			t.Errorf("after allowing images, %s was loaded too", path)
 		}
+	}
+}
+
+// trySMTP sends a message and returns the first refusal (nil when it was
+// accepted).
+func (w *webInstance) trySMTP(from, to, raw string) error {
+	c, err := smtp.Dial(w.smtp)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("client.example"); err != nil {
+		return err
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to); err != nil {
+		return err
+	}
+	wc, err := c.Data()
+	if err != nil {
+		return err
+	}
+	wc.Write([]byte(strings.ReplaceAll(strings.ReplaceAll(raw, "\r\n", "\n"), "\n", "\r\n")))
+	if err := wc.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+// eventually retries f for up to 10 s: a table edit is in force once the
+// server's watcher has loaded it (one to two polling intervals).
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWebmailDisposableBrowser: make a disposable address in one click,
+// mail to it over SMTP arrives and is counted with the sender's domain;
+// blocked, SMTP refuses it with 550 and the table's text.
+func TestWebmailDisposableBrowser(t *testing.T) {
+	w := newWebInstance(t)
+	w.login(t, "pp")
+	w.run(t, chromedp.Click(chromedp.ID("addresses-link")), chromedp.WaitVisible(chromedp.ID("newaddr")),
+		chromedp.SendKeys(chromedp.ID("addr-name"), "shop"),
+		chromedp.Click(chromedp.ID("addr-make")), chromedp.WaitVisible(chromedp.ID("notice")))
+	address := value(t, w, chromedp.Evaluate[string](`document.querySelector("#addresses tr[data-address^='shop-']").dataset.address`))
+	if !strings.HasPrefix(address, "shop-") || !strings.HasSuffix(address, "@example.org") {
+		t.Fatalf("made %q", address)
+	}
+	if vt, _ := os.ReadFile(filepath.Join(w.dir, "virtusertable")); !strings.Contains(string(vt), address+"\tpp\n") {
+		t.Fatalf("virtusertable:\n%s", vt)
+	}
+
+	// Mail to it arrives once the server has the new line.
+	mail := "From: Shop <news@shop.example>\nTo: " + address + "\nSubject: Welcome to the shop\n\nThanks for registering.\n"
+	eventually(t, "mail to the new address", func() error { return w.trySMTP("bounce@mailer.example", address, mail) })
+	w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(chromedp.ID("msglist")))
+	w.openBySubject(t, "Welcome to the shop")
+
+	// Its counter and the sender's domain.
+	row := fmt.Sprintf(`#addresses tr[data-address=%q]`, address)
+	w.run(t, chromedp.Navigate(w.web+"/addresses"), chromedp.WaitVisible(chromedp.ID("addresses")))
+	got := value(t, w, chromedp.Evaluate[map[string]string](fmt.Sprintf(`(() => {
+		const r = document.querySelector(%q);
+		return {count: r.querySelector(".count").textContent, senders: r.querySelector(".senders").textContent,
+			last: r.querySelector(".last").textContent};
+	})()`, row)))
+	if got["count"] != "1" || got["senders"] != "shop.example" || got["last"] != "just now" {
+		t.Fatalf("counter: %v", got)
+	}
+
+	// Blocked: SMTP answers 550 with the table's text.
+	w.run(t, chromedp.Click(row+` button.block`), chromedp.WaitVisible(row+`.blocked`))
+	if vt, _ := os.ReadFile(filepath.Join(w.dir, "virtusertable")); !strings.Contains(string(vt), "# blocked by pp\n"+address+"\terror:nouser ") {
+		t.Fatalf("virtusertable after block:\n%s", vt)
+	}
+	eventually(t, "refusal of the blocked address", func() error {
+		err := w.trySMTP("bounce@mailer.example", address, mail)
+		var te *textproto.Error
+		if errors.As(err, &te) && te.Code == 550 && te.Msg == "5.1.1 This address does not take mail any more" {
+			return nil
+		}
+		return fmt.Errorf("got %v", err)
+	})
+}
+
+// TestWebmailAdminBrowser: an admin adds an account on the admin page,
+// and it can log in.
+func TestWebmailAdminBrowser(t *testing.T) {
+	w := newWebInstance(t)
+	w.runStdin("secret-boss\n", "user", "add", "boss", "--admin", "--password-stdin", "--config", w.cfg)
+	w.login(t, "boss")
+	w.run(t, chromedp.Click(chromedp.ID("admin-link")), chromedp.WaitVisible(chromedp.ID("status")),
+		chromedp.Navigate(w.web+"/admin/accounts"), chromedp.WaitVisible(chromedp.ID("account-add")),
+		chromedp.SendKeys(chromedp.ID("new-name"), "carol"),
+		chromedp.SendKeys(chromedp.ID("new-password"), "secret-carol"),
+		chromedp.Click(chromedp.ID("new-add")), chromedp.WaitVisible(chromedp.ID("notice")),
+		chromedp.WaitVisible(`#accounts tr[data-account="carol"]`))
+	w.logout(t)
+	w.login(t, "carol")
+	if who := value(t, w, chromedp.Evaluate[string](`document.querySelector(".who").textContent`)); who != "carol" {
+		t.Fatalf("logged in as %q", who)
+	}
+	// carol is no admin: no link, and the pages answer 403.
+	status := value(t, w, chromedp.Evaluate[int](`(async () => (await fetch("/admin/accounts")).status)()`, chromedp.EvalAwaitPromise))
+	if status != 403 || value(t, w, chromedp.Evaluate[bool](`document.getElementById("admin-link") !== null`)) {
+		t.Fatalf("carol on the admin pages: %d", status)
 	}
 }

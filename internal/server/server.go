@@ -299,10 +299,16 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Deliverer:       signing{reportingDeliverer{s}},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Log:             log,
+		MapsDir:         cfg.MapsDir,
+		StateDir:        cfg.DataDir,
+		Status:          s.webStatus,
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Port 25's deliveries to virtusertable addresses are counted for the
+	// disposable addresses page.
+	s.smtp.Deliverer = s.web.CountDeliveries(s.smtp.Deliverer)
 	ok = true
 	return s, nil
 }
