@@ -8,6 +8,12 @@
 // Deliverer), a copy in Sent, drafts, moves and flags on many messages at
 // once, search, and live updates by server-sent events.
 //
+// Part 2 adds disposable addresses (disposable.go: lines of virtusertable a
+// user makes, blocks and deletes; usage.go counts their mail) and the admin
+// pages (admin.go: status, accounts, the tables, the outbound queue). Both
+// edit the table files in Config.MapsDir through internal/tableedit and
+// leave the reload to the server's watcher.
+//
 // Pages are server-rendered html/template with the static files embedded;
 // every page works without JavaScript for reading and sending, and the
 // script (static/app.js) only adds keyboard shortcuts and live updates. No
