@@ -52,6 +52,7 @@ type Config struct {
 	DKIM      DKIM      `toml:"dkim"`
 	AuthCheck AuthCheck `toml:"authcheck"`
 	Antispam  Antispam  `toml:"antispam"`
+	Metrics   Metrics   `toml:"metrics"`
 
 	// File is the path the config was read from.
 	File string `toml:"-"`
@@ -439,6 +440,7 @@ func (c *Config) validate(data []byte) []error {
 	c.validateTLS(bad)
 	c.validateIMAP(bad)
 	c.validateMailauth(bad)
+	c.validateMetrics(bad)
 	if c.SMTP.SmartHost != "" {
 		if _, _, err := ParseSmartHost(c.SMTP.SmartHost); err != nil {
 			bad("smtp.smart_host", "%v", err)

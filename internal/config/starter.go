@@ -189,6 +189,11 @@ secret_file = "srs.secret"
 # require_fcrdns = false          # refuse clients without forward-confirmed reverse DNS
 # connections_per_minute = 20000  # per client address
 # messages_per_minute = 20000
+
+[metrics]
+# Prometheus metrics at /metrics and a health check at /healthz, over plain
+# HTTP with no password: a loopback or private address only, never a public one.
+# listen = "127.0.0.1:9090"
 `)
 	return b.String()
 }
