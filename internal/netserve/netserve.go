@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/posthorn/posthorn/internal/metrics"
 )
 
 // Session is one connection's handler as the registry sees it.
@@ -73,6 +75,16 @@ type Server struct {
 	sessions  map[*entry]struct{}
 	perIP     map[netip.Addr]int
 	wg        sync.WaitGroup // one per registered session
+	m         *metrics.Conn  // by Name, resolved with the maps
+}
+
+// refusedLabels names the refusal reasons in posthorn_connections_refused_total;
+// "" is a connection for which newSession made no session.
+var refusedLabels = map[string]string{
+	WhyShuttingDown:  "shutting_down",
+	WhyTooMany:       "too_many",
+	WhyTooManyFromIP: "too_many_from_ip",
+	"":               "no_session",
 }
 
 // entry is a registered session. sess is nil while newSession runs (outside
@@ -95,6 +107,7 @@ func (s *Server) initLocked() {
 		s.listeners = map[net.Listener]struct{}{}
 		s.sessions = map[*entry]struct{}{}
 		s.perIP = map[netip.Addr]int{}
+		s.m = metrics.ConnMetrics(s.Name, refusedLabels)
 	}
 }
 
@@ -194,8 +207,10 @@ func (s *Server) register(nc net.Conn, ip netip.Addr, newSession func(net.Conn, 
 	case s.perIP[ip] >= maxPerIP:
 		why = WhyTooManyFromIP
 	}
+	m := s.m
 	if why != "" {
 		s.mu.Unlock()
+		m.Refused.Of(why).Inc()
 		return nil, why
 	}
 	e := &entry{ip: ip}
@@ -213,8 +228,11 @@ func (s *Server) register(nc net.Conn, ip netip.Addr, newSession func(net.Conn, 
 		nc.Close()
 		s.release(e)
 		s.wg.Done()
+		m.Refused.Of("").Inc()
 		return nil, ""
 	}
+	m.Accepted.Inc()
+	m.Live.Inc()
 	s.mu.Lock()
 	e.sess = sess
 	closing, cut := s.closing, s.cut
@@ -234,6 +252,7 @@ func (s *Server) register(nc net.Conn, ip netip.Addr, newSession func(net.Conn, 
 func (s *Server) run(e *entry) {
 	defer s.wg.Done()
 	defer s.release(e)
+	defer s.m.Live.Dec() // s.m is set before any session registers
 	e.sess.Serve()
 }
 
