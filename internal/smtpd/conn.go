@@ -1059,6 +1059,7 @@ func (c *conn) endTransaction(result string) {
 		slog.String("result", result),
 		slog.Int64("duration_ms", time.Since(tx.start).Milliseconds()),
 	)
+	c.srv.txm.End(result)
 	tx.sp.Close()
 	c.mu.Lock()
 	c.tx, c.busy = nil, false

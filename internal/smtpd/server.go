@@ -44,6 +44,7 @@ import (
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/metrics"
 	"github.com/posthorn/posthorn/internal/netserve"
 	"github.com/posthorn/posthorn/internal/route"
 	"github.com/posthorn/posthorn/internal/store"
@@ -111,6 +112,7 @@ type Server struct {
 
 	initOnce sync.Once
 	reg      netserve.Server // the accept loop, the caps, Shutdown
+	txm      *metrics.SMTPTx // posthorn_smtp_transactions_total of this server
 }
 
 func (s *Server) init() {
@@ -119,8 +121,15 @@ func (s *Server) init() {
 		if s.Log == nil {
 			s.Log = slog.Default()
 		}
+		// The name labels the connection metrics and the registry's log
+		// lines: submission's ports apart from port 25.
+		name := "smtp"
+		if s.Submission {
+			name = "submission"
+		}
+		s.txm = metrics.SMTPTransactions(name)
 		s.reg = netserve.Server{
-			Name:          "smtp",
+			Name:          name,
 			MaxConns:      s.MaxConns,
 			MaxConnsPerIP: s.MaxConnsPerIP,
 			Log:           s.Log,
