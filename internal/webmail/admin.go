@@ -218,6 +218,11 @@ func (s *Server) adminAccountsPost(w http.ResponseWriter, r *http.Request, c *re
 		accountErr(err)
 		return
 	}
+	if action == "delete" || action == "password" {
+		// A deleted account, or one whose password was taken back, is
+		// logged out of the webmail everywhere (but this browser).
+		s.sess.endAccount(name, c.sess.id)
+	}
 	s.log.Info("webmail admin: account changed", "admin", c.sess.account, "action", action, "account", name)
 	http.Redirect(w, r, "/admin/accounts?ok="+ok, http.StatusSeeOther)
 }
@@ -395,4 +400,15 @@ func (s *Server) adminQueuePost(w http.ResponseWriter, r *http.Request, c *reqCt
 	}
 	s.log.Info("webmail admin: queue changed", "admin", c.sess.account, "action", r.PostFormValue("action"), "id", id)
 	http.Redirect(w, r, "/admin/queue?ok="+ok, http.StatusSeeOther)
+}
+
+// endAccount ends the sessions of an account, but keep.
+func (ss *sessions) endAccount(name, keep string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for id, x := range ss.m {
+		if x.account == name && id != keep {
+			delete(ss.m, id)
+		}
+	}
 }

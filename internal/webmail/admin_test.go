@@ -175,6 +175,12 @@ func TestDisposableLifecycle(t *testing.T) {
 	if strings.Contains(page, "info@example.org") || strings.Contains(page, "@example.net") {
 		t.Error("page shows addresses that are not bob's")
 	}
+	if _, page := c.get("/addresses?made=" + url.QueryEscape(shop)); !strings.Contains(page, "Made "+shop) {
+		t.Error("no notice for the address made")
+	}
+	if _, page := c.get("/addresses?made=Call+us+now"); strings.Contains(page, "Call us now") || strings.Contains(page, `id="notice"`) {
+		t.Error("a link puts its own words on the page")
+	}
 
 	// Refused names: taken, reserved, an account's, an alias's, bad, another domain.
 	for _, tc := range []struct {
@@ -442,6 +448,10 @@ func TestAdminAccounts(t *testing.T) {
 	if code, _ := post(url.Values{"action": {"password"}, "name": {"carol"}, "password": {"second pw"}}); code != http.StatusSeeOther {
 		t.Fatalf("password: %d", code)
 	}
+	if resp, _ := carol.get("/addresses"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("carol's session outlived the password reset: %d", resp.StatusCode)
+	}
+	carol.login("carol", "second pw")
 	if _, err := e.srv.cfg.Auth.CheckPassword(context.Background(), auth.Client{TLS: true, Service: "web"}, "carol", "second pw"); err != nil {
 		t.Errorf("new password: %v", err)
 	}
@@ -484,8 +494,11 @@ func TestAdminAccounts(t *testing.T) {
 	if _, err := e.st.GetAccount(context.Background(), "carol"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("carol still there: %v", err)
 	}
-	if resp, _ := carol.get("/"); resp.StatusCode == http.StatusOK {
-		t.Log("note: a deleted account's session lives until it expires")
+	if resp, _ := carol.get("/addresses"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a deleted account's session goes on: %d", resp.StatusCode)
+	}
+	if resp, _ := pp.get("/admin/accounts"); resp.StatusCode != http.StatusOK {
+		t.Errorf("the admin was logged out: %d", resp.StatusCode)
 	}
 }
 

@@ -134,10 +134,12 @@ func (s *Server) showAddresses(w http.ResponseWriter, r *http.Request, c *reqCtx
 		s.fail(w, r, c, http.StatusInternalServerError, "The addresses could not be read now.")
 		return
 	}
-	if msg == "" {
-		msg = r.URL.Query().Get("made")
-		if msg != "" {
-			msg = "Made " + msg + ". It takes mail within a few seconds."
+	if made := strings.ToLower(r.URL.Query().Get("made")); msg == "" && made != "" {
+		// Only an address of the list: a link cannot put words of its own here.
+		for _, d := range list {
+			if d.Address == made {
+				msg = "Made " + made + ". It takes mail within a few seconds."
+			}
 		}
 	}
 	s.render(w, r, c, code, "disposable", map[string]any{
