@@ -11,6 +11,7 @@
 //	posthorn sendmail [-t] [-i] [-f FROM] [RCPT...]   (also as "sendmail")
 //	posthorn dkim keygen DOMAIN [--selector S]
 //	posthorn dns-records [DOMAIN] [--check]
+//	posthorn import sendmail|mbox|maildir ...   posthorn export mbox|maildir USER DIR
 //
 // Every subcommand takes --config FILE (default $POSTHORN_CONFIG, else
 // /etc/posthorn/posthorn.toml); flags may come before or after other arguments.
@@ -63,6 +64,8 @@ func commands() []command {
 		{"sendmail", "take a message on stdin, as sendmail(8): [-t] [-i] [-f FROM] [RCPT...]", runSendmail},
 		{"dkim", "signing keys: dkim keygen DOMAIN [--selector S] (a new selector rotates)", runDKIM},
 		{"dns-records", "the DNS records to publish: [DOMAIN] [--check: look them up]", runDNSRecords},
+		{"import", "move in: import sendmail [--etc DIR --spool DIR --shadow F] | mbox USER FILE | maildir USER DIR [--dry-run]", runImport},
+		{"export", "mail out again: export mbox|maildir USER DIR", runExport},
 	}
 }
 

@@ -39,7 +39,7 @@ func (r *Result) Add(o Result) {
 
 // Into puts messages into one mailbox of an account.
 type Into struct {
-	Store   store.Store
+	Store   store.Store // nil in a dry run before there is a store
 	Account string
 	Mailbox string // "" is INBOX; made when missing
 	DryRun  bool   // count, change nothing
@@ -58,6 +58,9 @@ func (in *Into) Open(ctx context.Context) error {
 		in.Mailbox = store.Inbox
 	}
 	in.have = map[[32]byte]int{}
+	if in.DryRun && in.Store == nil {
+		return nil // no store yet: everything is new
+	}
 	acct, err := in.Store.GetAccount(ctx, in.Account)
 	if in.DryRun && errors.Is(err, store.ErrNotFound) {
 		return nil // made by the real run

@@ -34,8 +34,8 @@ func newStore(t testing.TB, accounts ...string) store.Store {
 // stored is a message as the store holds it, for comparisons.
 type stored struct {
 	mailbox, data, flags string
-	date             int64
-	uidl             string
+	date                 int64
+	uidl                 string
 }
 
 func contents(t *testing.T, st store.Store, account string) []stored {
