@@ -110,6 +110,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/posthorn/posthorn/internal/metrics"
 	"github.com/posthorn/posthorn/internal/store"
 )
 
@@ -450,6 +451,39 @@ func (a *Authenticator) logFailure(c Client, mech, user, reason string) {
 		user = user[:64]
 	}
 	a.log.Warn("auth failed", "ip", ipString(c.Addr), "service", c.Service, "mech", mech, "user", user, "reason", reason)
+	countFailure(c.Service, reason)
+}
+
+// failureReasons names logFailure's reasons in posthorn_login_failures_total;
+// every "malformed: ..." reason counts as malformed.
+var failureReasons = map[string]string{
+	"wrong password":                      "wrong_password",
+	"unknown user":                        "unknown_user",
+	"unknown user or no SCRAM credential": "unknown_user",
+	"throttled":                           "throttled",
+	"authzid differs":                     "authzid",
+	"malformed":                           "malformed",
+}
+
+// loginFailures are the counters by Client.Service, resolved at init so
+// that counting a failure neither locks nor allocates.
+var loginFailures = func() map[string]metrics.Fixed {
+	m := map[string]metrics.Fixed{}
+	for _, p := range []string{"smtp", "pop3", "imap", "web", "other"} {
+		m[p] = metrics.LoginFailures(p, failureReasons)
+	}
+	return m
+}()
+
+func countFailure(service, reason string) {
+	if strings.HasPrefix(reason, "malformed") {
+		reason = "malformed"
+	}
+	f, ok := loginFailures[service]
+	if !ok {
+		f = loginFailures["other"]
+	}
+	f.Of(reason).Inc()
 }
 
 func ipString(ip netip.Addr) string {
