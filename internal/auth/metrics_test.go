@@ -24,8 +24,8 @@ func TestLoginFailureMetrics(t *testing.T) {
 	}
 	a.CheckPassword(ctx, c, "pp", "wrong")     // wrong password
 	a.CheckPassword(ctx, c, "nobody", "wrong") // unknown user
-	a.CheckPassword(ctx, c, "", "x")           // malformed (not counted by the throttle)
-	a.CheckPassword(ctx, c, "pp", "wrong")     // the third failure: the IP is locked
+	a.CheckPassword(ctx, c, "", "x")           // malformed: the third failure, the IP is locked
+	a.CheckPassword(ctx, c, "pp", "wrong")     // throttled
 	a.CheckPassword(ctx, c, "pp", ppPassword)  // throttled, right password or not
 	imapClient := Client{Addr: netip.MustParseAddr("198.51.100.10"), TLS: true, Service: "imap"}
 	a.CheckPassword(ctx, imapClient, "bob", "wrong") // imap, wrong password
