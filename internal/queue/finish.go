@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/posthorn/posthorn/internal/dsn"
+	"github.com/posthorn/posthorn/internal/metrics"
 	"github.com/posthorn/posthorn/internal/store"
 )
 
@@ -57,6 +58,7 @@ func (r *Runner) finish(run *entryRun) {
 				successful = append(successful, report)
 			}
 			r.Log.Info("queue delivery", "queue_id", e.ID, "rcpt", rc.Address, "relay", o.remoteMTA, "status", "sent", "reply", o.diag)
+			metrics.DeliveriesSent.Inc()
 		case !o.temporary || expired:
 			rc.Status = store.RcptFailed
 			// An expired recipient keeps the class-4 status of its last
@@ -67,6 +69,7 @@ func (r *Runner) finish(run *entryRun) {
 				failed = append(failed, report)
 			}
 			r.Log.Info("queue delivery", "queue_id", e.ID, "rcpt", rc.Address, "relay", o.remoteMTA, "status", "bounced", "reply", o.diag, "expired", expired)
+			metrics.DeliveriesBounced.Inc()
 		default:
 			pending++
 			maxAttempts = max(maxAttempts, rc.Attempts)
@@ -76,6 +79,7 @@ func (r *Runner) finish(run *entryRun) {
 				delayed = append(delayed, report)
 			}
 			r.Log.Info("queue delivery", "queue_id", e.ID, "rcpt", rc.Address, "relay", o.remoteMTA, "status", "deferred", "reply", o.diag, "attempts", rc.Attempts)
+			metrics.DeliveriesDeferred.Inc()
 		}
 		states = append(states, rc)
 	}
