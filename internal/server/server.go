@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	"github.com/posthorn/posthorn/internal/imapd"
 	"github.com/posthorn/posthorn/internal/maildrop"
 	"github.com/posthorn/posthorn/internal/maps"
+	"github.com/posthorn/posthorn/internal/metrics"
 	"github.com/posthorn/posthorn/internal/pop3d"
 	"github.com/posthorn/posthorn/internal/queue"
 	"github.com/posthorn/posthorn/internal/route"
@@ -72,6 +74,9 @@ type Server struct {
 	deliverer  *deliver.Deliverer
 	checks     *smtpd.Checks // port 25's anti-spam and SPF/DKIM/DMARC checks
 	listeners  []listener
+	// [metrics] listen: /metrics and /healthz (metrics.go).
+	metricsLns []net.Listener
+	metricsSrv *http.Server
 }
 
 type listener struct {
@@ -136,6 +141,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.listeners = append(s.listeners, listener{p.kind, ln})
 		}
 	}
+	if err := s.bindMetrics(); err != nil {
+		return nil, err
+	}
 	// The key is read before run_as, which need not be able to read it (a
 	// renewed certificate is then picked up only if it can); with ACME, the
 	// HTTP-01 port is bound now too.
@@ -179,10 +187,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("data_dir: %w", err)
 		}
 	}
-	st, err := sqlite.Open(cfg.DataDir, sqlite.Options{Logger: log, PreallocateWAL: true})
+	raw, err := sqlite.Open(cfg.DataDir, sqlite.Options{Logger: log, PreallocateWAL: true})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}
+	// Everyone gets the store with Deliver and Append timed
+	// (posthorn_store_duration_seconds).
+	st := metrics.TimeStore(raw)
 	s.Store = st
 	s.Auth = auth.New(st, auth.Options{AllowPlaintext: cfg.Auth.AllowPlaintext, Logger: log})
 	dropDir, err := prepareMaildrop(cfg.DataDir)
@@ -319,6 +330,9 @@ func (s *Server) Listeners() []Listener {
 	for i, l := range s.listeners {
 		out[i] = Listener{l.kind, l.ln.Addr()}
 	}
+	for _, ln := range s.metricsLns {
+		out = append(out, Listener{"metrics", ln.Addr()})
+	}
 	return out
 }
 
@@ -361,7 +375,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 		}
 	}()
 
-	errc := make(chan error, len(s.listeners))
+	errc := make(chan error, len(s.listeners)+len(s.metricsLns))
 	var wg sync.WaitGroup
 	queueCtx, stopQueue := context.WithCancel(context.Background())
 	defer stopQueue()
@@ -403,6 +417,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 			}
 		}()
 	}
+	s.serveMetrics(errc)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -417,6 +432,7 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 	sw.Go(func() { s.pop3.Shutdown(sctx) })
 	sw.Go(func() { s.imap.Shutdown(sctx) })
 	sw.Go(func() { s.web.Shutdown(sctx) })
+	sw.Go(func() { s.shutdownMetrics(sctx) })
 	sw.Wait()
 	wg.Wait()
 	// Connections in the middle of a message are cut; the queue records
@@ -494,6 +510,9 @@ func (s *Server) ReloadTables() error { return s.Tables.Reload() }
 func (s *Server) Close() error {
 	for _, l := range s.listeners {
 		l.ln.Close()
+	}
+	for _, ln := range s.metricsLns {
+		ln.Close()
 	}
 	if s.certs != nil {
 		s.certs.Close()
