@@ -209,6 +209,7 @@ func (c *session) Serve() {
 		switch {
 		case errors.As(err, &perr):
 			c.w.Refuse(perr)
+			commandResults.Of("BAD").Inc() // a command that did not parse
 			if perr.Fatal {
 				c.ended = "protocol error"
 				c.flush()
@@ -286,6 +287,7 @@ func (c *session) end() {
 	}
 	c.srv.Log.Info("imap session", "ip", netserve.IPString(c.ip), "user", user, "tls", c.tls,
 		"duration", time.Since(c.start).Round(time.Millisecond), "end", c.ended)
+	sessionEnds.Of(c.ended).Inc()
 }
 
 // Shutdown is called by the server's Shutdown (netserve.Session): an idle
@@ -446,6 +448,7 @@ func (c *session) command(cmd *imapwire.Command) {
 	if res.status == "" { // the command answered itself (LOGOUT, IDLE errors)
 		return
 	}
+	commandResults.Of(res.status).Inc()
 	if c.sel != nil && !tellsItself[cmd.Name] {
 		// Any command may carry the mailbox's news (RFC 9051 section
 		// 7): what arrived or changed meanwhile goes out before its

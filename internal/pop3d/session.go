@@ -790,4 +790,5 @@ func (c *session) logEnd() {
 	c.srv.Log.Info("pop3 session", "ip", netserve.IPString(c.ip), "user", user, "tls", c.tls,
 		"retrieved", c.retrieved, "retrieved_bytes", c.retrievedBytes, "deleted", c.deleted,
 		"duration", time.Since(c.start).Round(time.Millisecond), "end", c.ended)
+	sessionEnds.Of(c.ended).Inc()
 }

@@ -1,0 +1,16 @@
+package pop3d
+
+import "github.com/posthorn/posthorn/internal/metrics"
+
+// Sessions by how they ended (the log line's "end"), resolved once.
+var sessionEnds = metrics.SessionEnds("pop3", map[string]string{
+	"quit":                 "quit",
+	"closed":               "closed",
+	"dropped":              "closed",
+	"idle timeout":         "timeout",
+	"shutdown":             "shutdown",
+	"too many errors":      "too_many_errors",
+	"read failed":          "read_error",
+	"write failed":         "write_error",
+	"TLS handshake failed": "tls_failed",
+})
