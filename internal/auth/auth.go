@@ -383,7 +383,7 @@ func (a *Authenticator) login(ctx context.Context, c Client, mech, user string, 
 		a.log.Info("auth ok", "ip", ipString(c.Addr), "service", c.Service, "mech", mech, "user", acct.Name)
 		return acct, nil
 	case errors.Is(err, ErrMismatch):
-		// begin counted it already.
+		a.lim.failed(c.Addr, user)
 		a.logFailure(c, mech, user, reason)
 		return nil, err
 	default:

@@ -100,7 +100,7 @@ func verifyCrypt(hash, password string) (bool, error) {
 // missing or of the wrong length (a locked "$6$salt$" would otherwise be compared as it is), and
 // rounds beyond maxCryptRounds.
 func checkCryptShape(hash string) error {
-	parts := strings.Split(hash, "$") // "", id, [rounds=N], salt, checksum
+	parts := strings.Split(hash, "$")                           // "", id, [rounds=N], salt, checksum
 	want := map[string]int{"1": 22, "5": 43, "6": 86}[parts[1]] // checksum length
 	if len(parts) < 4 || len(parts) > 5 || len(parts[len(parts)-1]) != want {
 		return fmt.Errorf("auth: malformed %s hash", cryptID(hash))

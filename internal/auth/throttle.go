@@ -21,6 +21,12 @@ type ThrottleConfig struct {
 	// LockFor (10 failures, 10 minutes, 10 minutes).
 	LockAfter       int
 	Window, LockFor time.Duration
+	// FreeParallel attempts in progress at once from one address (or at
+	// one account) wait for nothing (10): a mail client opens several
+	// connections at once and logs each in. Beyond that, attempts in
+	// progress count toward the delay as failures do, so that a guesser
+	// cannot run hundreds at once undelayed.
+	FreeParallel int
 	// MaxTracked bounds the IPs and the account names remembered, each
 	// (50,000: some 10 MB at most). When a table is full, the entry
 	// forgotten is the one with the fewest failures among the least recently
@@ -47,6 +53,7 @@ func (c *ThrottleConfig) fill() {
 	def(&c.FreeFailures, 2)
 	def(&c.LockAfter, 10)
 	def(&c.MaxTracked, 50000)
+	def(&c.FreeParallel, 10)
 	defD(&c.BaseDelay, time.Second)
 	defD(&c.MaxDelay, 30*time.Second)
 	defD(&c.Window, 10*time.Minute)
@@ -75,10 +82,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // limiter counts failures per IP and per account name.
 //
-// An attempt is counted as a failure when it begins and taken back when it
-// succeeds (for the account: cleared) or ends without a password check
-// (abandon): so a client that runs many attempts at once sees each one's
-// count, not the count before all of them.
+// An attempt in progress is counted apart from failures (pending): it
+// becomes a failure when its password check fails, and is dropped when it
+// succeeds or ends without a check. Only failures lock; attempts in
+// progress beyond FreeParallel count toward the delay, so a client that
+// runs many attempts at once sees the others' counts, while a mail client
+// logging in its few connections together is neither delayed nor locked.
 type limiter struct {
 	cfg   ThrottleConfig
 	mu    sync.Mutex
@@ -95,6 +104,7 @@ func newLimiter(cfg ThrottleConfig) *limiter {
 type counter struct {
 	key         string
 	fails       int       // failures since `since`
+	pending     int       // attempts begun and not ended
 	since       time.Time // start of the window
 	lockedUntil time.Time // zero when not locked
 }
@@ -175,8 +185,8 @@ func (l *limiter) ipLocked(ip netip.Addr) bool {
 }
 
 // begin starts an attempt by ip at user: ErrThrottled when either is locked,
-// else the delay to wait before checking, with the attempt counted as a
-// failure of both until success or abandon says otherwise.
+// else the delay to wait before checking. The attempt is pending until
+// success, failure or abandon ends it.
 func (l *limiter) begin(ip netip.Addr, user string) (time.Duration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -192,50 +202,69 @@ func (l *limiter) begin(ip netip.Addr, user string) (time.Duration, error) {
 			continue
 		}
 		l.refresh(c, now)
-		n = max(n, c.fails)
+		n = max(n, c.fails+max(0, c.pending-l.cfg.FreeParallel))
 	}
 	// Both are looked at (and locked when due) before answering.
 	ipLocked, acctLocked := l.locked(ic, now), l.locked(ac, now)
 	if ipLocked || acctLocked {
 		return 0, ErrThrottled
 	}
-	ic.fails++
+	ic.pending++
 	if ac != nil {
-		ac.fails++
+		ac.pending++
 	}
 	return l.delay(n), nil
 }
 
-// success takes back the IP's count of the attempt and clears the account.
+// success ends an attempt whose password was right: the IP keeps its
+// earlier failures, the account's are cleared.
 func (l *limiter) success(ip netip.Addr, user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.undo(&l.ips, ipKey(ip))
+	l.end(&l.ips, ipKey(ip), false)
 	if user != "" {
-		l.accts.remove(acctKey(user))
+		if c := l.accts.get(acctKey(user), false); c != nil {
+			c.fails = 0
+			l.end(&l.accts, acctKey(user), false)
+		}
 	}
 }
 
-// abandon takes back both counts: the attempt ended before a password was
-// checked (the client left during the delay, the store failed).
+// failed ends an attempt whose password was wrong: a failure of both.
+func (l *limiter) failed(ip netip.Addr, user string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.end(&l.ips, ipKey(ip), true)
+	if user != "" {
+		l.end(&l.accts, acctKey(user), true)
+	}
+}
+
+// abandon ends an attempt that checked no password (the client left during
+// the delay, the store failed): nothing is counted.
 func (l *limiter) abandon(ip netip.Addr, user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.undo(&l.ips, ipKey(ip))
+	l.end(&l.ips, ipKey(ip), false)
 	if user != "" {
-		l.undo(&l.accts, acctKey(user))
+		l.end(&l.accts, acctKey(user), false)
 	}
 }
 
-func (l *limiter) undo(t *lru, key string) {
+// end takes an attempt off a counter, as a failure when failure, and
+// forgets the counter when nothing is left in it.
+func (l *limiter) end(t *lru, key string, failure bool) {
 	c := t.get(key, false)
-	if c == nil || !c.lockedUntil.IsZero() {
+	if c == nil {
 		return
 	}
-	if c.fails > 0 {
-		c.fails--
+	if c.pending > 0 {
+		c.pending--
 	}
-	if c.fails == 0 {
+	if failure && c.lockedUntil.IsZero() {
+		c.fails++
+	}
+	if c.fails == 0 && c.pending == 0 && c.lockedUntil.IsZero() {
 		t.remove(key)
 	}
 }

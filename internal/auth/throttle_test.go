@@ -140,29 +140,59 @@ func TestThrottleWindow(t *testing.T) {
 	}
 }
 
-// Attempts running at once each see the ones begun before them.
+// Attempts running at once: up to FreeParallel (10) wait for nothing,
+// beyond that each sees the ones begun before it as failures.
 func TestThrottleConcurrentAttempts(t *testing.T) {
 	l := newLimiter(ThrottleConfig{})
 	ip := netip.MustParseAddr("192.0.2.1")
 	var got []time.Duration
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 16; i++ {
 		d, err := l.begin(ip, fmt.Sprintf("u%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, d)
 	}
-	if want := []time.Duration{0, 0, 1 * s, 2 * s, 4 * s, 8 * s}; !reflect.DeepEqual(got, want) {
+	want := make([]time.Duration, 12) // 10 free, then 2 free failures' worth
+	want = append(want, 1*s, 2*s, 4*s, 8*s)
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("delays %v, want %v", got, want)
 	}
 	// Abandoned attempts (no password checked) are taken back.
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 16; i++ {
 		l.abandon(ip, fmt.Sprintf("u%d", i))
 	}
 	if d, _ := l.begin(ip, "u9"); d != 0 {
 		t.Errorf("after abandoning all: delay %v", d)
 	}
-	// Under the race detector: many goroutines at once.
+	l.abandon(ip, "u9")
+	// Twenty right logins at once, as a mail client opening its
+	// connections: none locks the address or the account.
+	for i := 0; i < 20; i++ {
+		if _, err := l.begin(ip, "pp"); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		l.success(ip, "pp")
+	}
+	if d, err := l.begin(ip, "pp"); err != nil || d != 0 {
+		t.Errorf("after 20 right logins at once: %v %v", d, err)
+	}
+	l.success(ip, "pp")
+	// Wrong passwords at once still lock: ten failures, then throttled.
+	for i := 0; i < 10; i++ {
+		l.begin(ip, "pp")
+	}
+	for i := 0; i < 10; i++ {
+		l.failed(ip, "pp")
+	}
+	if _, err := l.begin(ip, "qq"); !errors.Is(err, ErrThrottled) {
+		t.Errorf("after 10 failures at once: %v, want ErrThrottled", err)
+	}
+	// Under the race detector: many goroutines at once, from another
+	// address.
+	ip = netip.MustParseAddr("192.0.2.2")
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
@@ -214,6 +244,7 @@ func TestThrottleMemoryBounded(t *testing.T) {
 	target := netip.MustParseAddr("192.0.2.99")
 	for i := 0; i < 5; i++ {
 		l.begin(target, "pp")
+		l.failed(target, "pp")
 	}
 	for i := 0; i < 20000; i++ {
 		l.begin(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), fmt.Sprintf("user%d", i))
