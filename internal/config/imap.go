@@ -21,6 +21,11 @@ type IMAP struct {
 	// RFC 9051 section 5.4 wants at least 30 minutes, so that a client in
 	// IDLE, which re-issues it every 29 minutes, is never cut.
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxConnections caps the sessions in total (20,000: clients stay
+	// connected in IDLE, and an idle session costs about 30 KB);
+	// MaxConnectionsPerIP those from one client address (100).
+	MaxConnections      int `toml:"max_connections"`
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 }
 
 // Defaults of the [imap] keys.
@@ -28,7 +33,9 @@ const (
 	DefaultIMAPAppendLimit = 64 << 20
 	DefaultIMAPIdleTimeout = 30 * time.Minute
 	// MinIMAPIdleTimeout is RFC 9051 section 5.4's floor: "at least 30 minutes".
-	MinIMAPIdleTimeout = 30 * time.Minute
+	MinIMAPIdleTimeout             = 30 * time.Minute
+	DefaultIMAPMaxConnections      = 20000
+	DefaultIMAPMaxConnectionsPerIP = 100
 )
 
 // imapDefaults completes [imap]. A key written with a zero value keeps it, so
@@ -40,11 +47,23 @@ func (c *Config) imapDefaults(defined func(key ...string) bool) {
 	if !defined("imap", "idle_timeout") {
 		c.IMAP.IdleTimeout = Duration(DefaultIMAPIdleTimeout)
 	}
+	if !defined("imap", "max_connections") {
+		c.IMAP.MaxConnections = DefaultIMAPMaxConnections
+	}
+	if !defined("imap", "max_connections_per_ip") {
+		c.IMAP.MaxConnectionsPerIP = DefaultIMAPMaxConnectionsPerIP
+	}
 }
 
 func (c *Config) validateIMAP(bad func(key, format string, args ...any)) {
 	if c.IMAP.AppendLimit <= 0 {
 		bad("imap.append_limit", "must be more than 0 (a size like 67108864, \"64MiB\" or \"50MB\")")
+	}
+	if c.IMAP.MaxConnections <= 0 {
+		bad("imap.max_connections", "must be positive")
+	}
+	if c.IMAP.MaxConnectionsPerIP <= 0 {
+		bad("imap.max_connections_per_ip", "must be positive")
 	}
 	if d := c.IMAP.IdleTimeout.D(); d < MinIMAPIdleTimeout {
 		bad("imap.idle_timeout", "%v is less than 30m: RFC 9051 section 5.4 wants an idle client kept at least 30 minutes", d)

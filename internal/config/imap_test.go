@@ -106,3 +106,29 @@ func TestStarterHasIMAP(t *testing.T) {
 		t.Errorf("starter [imap] uncommented: %+v", c.IMAP)
 	}
 }
+
+// [imap] max_connections and max_connections_per_ip default to 20,000 and
+// 100; zero or less is an error naming the key.
+func TestIMAPConnectionCaps(t *testing.T) {
+	const base = "hostname = \"mx.example.org\"\ndata_dir = \"/var/lib/posthorn\"\nmaps_dir = \"/etc/posthorn\"\n"
+	c, err := Parse("p.toml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IMAP.MaxConnections != 20000 || c.IMAP.MaxConnectionsPerIP != 100 {
+		t.Errorf("defaults %d, %d", c.IMAP.MaxConnections, c.IMAP.MaxConnectionsPerIP)
+	}
+	c, err = Parse("p.toml", []byte(base+"[imap]\nmax_connections = 30000\nmax_connections_per_ip = 2000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IMAP.MaxConnections != 30000 || c.IMAP.MaxConnectionsPerIP != 2000 {
+		t.Errorf("set %d, %d", c.IMAP.MaxConnections, c.IMAP.MaxConnectionsPerIP)
+	}
+	for _, key := range []string{"max_connections", "max_connections_per_ip"} {
+		_, err := Parse("p.toml", []byte(base+"[imap]\n"+key+" = 0\n"))
+		if err == nil || !strings.Contains(err.Error(), "imap."+key) {
+			t.Errorf("%s = 0: %v", key, err)
+		}
+	}
+}

@@ -101,6 +101,7 @@ maps_dir = %q
 # tls_listen = ["0.0.0.0:993", "[::]:993"]   # TLS from the first byte; needs [tls]
 # append_limit = "64MiB"     # the largest message a client may upload (APPEND)
 # idle_timeout = "30m"       # a silent logged-in client is cut after this (30m at least)
+# max_connections = 20000     # sessions in total; max_connections_per_ip = 100
 
 [pop3]
 # Mail programs download the INBOX here (fetchmail, a phone's POP account).

@@ -45,8 +45,9 @@ type Config struct {
 	AppendLimit int64
 	// MaxErrors is how many BAD commands in a row close the session (20).
 	MaxErrors int
-	// MaxConns caps the sessions in total (5000), MaxConnsPerIP those from
-	// one client address (100: a desktop client opens a few per account).
+	// MaxConns caps the sessions in total (20,000), MaxConnsPerIP those
+	// from one client address (100: a desktop client opens a few per
+	// account).
 	MaxConns      int
 	MaxConnsPerIP int
 }
@@ -65,7 +66,7 @@ func (c *Config) setDefaults() {
 		c.MaxErrors = 20
 	}
 	if c.MaxConns <= 0 {
-		c.MaxConns = 5000
+		c.MaxConns = 20000
 	}
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = 100

@@ -290,10 +290,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.imap = &imapd.Server{
 		Config: imapd.Config{
-			Hostname:    cfg.Hostname,
-			TLSConfig:   tlsConfig,
-			AppendLimit: int64(cfg.IMAP.AppendLimit),
-			IdleTimeout: cfg.IMAP.IdleTimeout.D(),
+			Hostname:      cfg.Hostname,
+			TLSConfig:     tlsConfig,
+			AppendLimit:   int64(cfg.IMAP.AppendLimit),
+			IdleTimeout:   cfg.IMAP.IdleTimeout.D(),
+			MaxConns:      cfg.IMAP.MaxConnections,
+			MaxConnsPerIP: cfg.IMAP.MaxConnectionsPerIP,
 		},
 		Store: st,
 		Auth:  s.Auth,
