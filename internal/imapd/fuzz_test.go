@@ -32,6 +32,9 @@ func FuzzSession(f *testing.F) {
 	ts.deliver("pp", "", simpleMessage)
 	ts.deliver("pp", "", fuzzNestedMessage)
 	ts.deliver("pp", "", "broken\r\nno header end")
+	// The sessions are made here, not by Serve: the server's defaults
+	// must be set before (Serve sets them in its own goroutine).
+	ts.srv.init()
 	acct, err := ts.st.GetAccount(ctx, "pp")
 	if err != nil {
 		f.Fatal(err)
