@@ -141,6 +141,9 @@ func (b *box) sync(ctx context.Context, st store.Store) error {
 			if err = b.update(ctx, st); err == nil {
 				b.highest = max(b.highest, mb.HighestModSeq)
 			}
+		case b.highest > mb.HighestModSeq:
+			// Another session brought the box past this reading of the
+			// mailbox: read the mailbox again.
 		case len(b.msgs) != int(mb.Messages):
 			// Caught up by MODSEQ, yet the count disagrees: messages
 			// went without an expunge record (as a RENAME of INBOX may
