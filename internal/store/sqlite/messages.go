@@ -593,8 +593,7 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query("SELECT "+messageColumns+" FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
-			mailboxID, uidList(uids))
+		rows, err := tx.Query(qFlagsSelect, mailboxID, uidList(uids))
 		if err != nil {
 			return err
 		}
@@ -642,14 +641,9 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.Prepare("UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?")
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
 		changedUIDs := make([]uint32, 0, len(updates))
 		for _, u := range updates {
-			if _, err := stmt.Exec(u.bits, u.kws, modseq, mailboxID, u.m.UID); err != nil {
+			if _, err := tx.Exec(qFlagsUpdate, u.bits, u.kws, modseq, mailboxID, u.m.UID); err != nil {
 				return err
 			}
 			u.m.Flags, u.m.ModSeq = decodeFlags(u.bits, u.kws), modseq
@@ -687,9 +681,9 @@ func expungeTx(tx *wtx, mailboxID int64, uids []uint32) ([]uint32, uint64, error
 	var gone []uint32
 	var err error
 	if uids == nil {
-		gone, err = scanUIDs(tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & 8) != 0 ORDER BY uid", mailboxID))
+		gone, err = scanUIDs(tx.Query(qDeletedUIDs, mailboxID))
 	} else {
-		gone, err = scanUIDs(tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", mailboxID, uidList(uids)))
+		gone, err = scanUIDs(tx.Query(qExistingUIDs, mailboxID, uidList(uids)))
 	}
 	if err != nil {
 		return nil, 0, err
@@ -702,10 +696,10 @@ func expungeTx(tx *wtx, mailboxID int64, uids []uint32) ([]uint32, uint64, error
 		return nil, 0, err
 	}
 	list := uidList(gone)
-	if _, err := tx.Exec("DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))", mailboxID, list); err != nil {
+	if _, err := tx.Exec(qDeleteMessages, mailboxID, list); err != nil {
 		return nil, 0, err
 	}
-	if _, err := tx.Exec("INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) SELECT ?, value, ? FROM json_each(?)", mailboxID, modseq, list); err != nil {
+	if _, err := tx.Exec(qRecordExpunged, mailboxID, modseq, list); err != nil {
 		return nil, 0, err
 	}
 	return gone, modseq, nil

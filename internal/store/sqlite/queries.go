@@ -44,4 +44,22 @@ var hotWrites = []string{
 	qUpdateQueueRcpt,
 	qDeliverTarget,
 	qInsertMessage,
+	qFlagsSelect,
+	qFlagsUpdate,
+	qDeletedUIDs,
+	qExistingUIDs,
+	qDeleteMessages,
+	qRecordExpunged,
 }
+
+// The statements of STORE and EXPUNGE, run for every IMAP flag change:
+// prepared once (preparing them took a sixth of the CPU of a busy IMAP
+// server).
+const (
+	qFlagsSelect    = "SELECT " + messageColumns + " FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid"
+	qFlagsUpdate    = "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?"
+	qDeletedUIDs    = "SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & 8) != 0 ORDER BY uid"
+	qExistingUIDs   = "SELECT uid FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid"
+	qDeleteMessages = "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))"
+	qRecordExpunged = "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) SELECT ?, value, ? FROM json_each(?)"
+)
