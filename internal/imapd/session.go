@@ -142,13 +142,16 @@ const preAuthLiteral = 64 << 10
 // newReader makes the command reader for the session's state over c.br
 // (what c.br holds is kept).
 func (c *session) newReader() {
-	max := c.srv.AppendLimit
+	max, nonSync := c.srv.AppendLimit, int64(0)
 	if c.state == stateNotAuth {
-		max = preAuthLiteral
+		// Before login: LITERAL- (RFC 7888 section 5), non-synchronising
+		// literals of 4096 octets at most.
+		max, nonSync = preAuthLiteral, 4096
 	}
 	c.r = imapwire.NewReader(c.br, imapwire.Options{
 		MaxLiteral: max,
 		MaxCommand: max + 1<<20,
+		MaxNonSync: nonSync,
 		Continue:   c.continueLiteral,
 	})
 }
@@ -331,7 +334,7 @@ func (c *session) capabilities() string {
 		for _, m := range c.srv.Auth.Mechanisms(c.client()) {
 			b.WriteString(" AUTH=" + m)
 		}
-		b.WriteString(" SASL-IR ID ENABLE LITERAL+")
+		b.WriteString(" SASL-IR ID ENABLE LITERAL-")
 		return b.String()
 	}
 	b.WriteString(" LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE" +

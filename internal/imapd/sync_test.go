@@ -390,3 +390,25 @@ func TestLsubParents(t *testing.T) {
 	lines = c.ok(`LIST "" z/*`)
 	mustHave(t, lines, `"/" z/b`)
 }
+
+// Before login the server offers LITERAL- (RFC 7888 section 5): a
+// non-synchronising literal over 4096 octets is refused with TOOBIG; after
+// login LITERAL+ takes any size up to APPENDLIMIT.
+func TestLiteralMinusBeforeLogin(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	c := ts.dial()
+	lines := c.ok("CAPABILITY")
+	mustHave(t, lines, "LITERAL-")
+	mustNotHave(t, lines, "LITERAL+")
+	c.ok("LOGIN {2+}\r\npp {5+}\r\npw-pp")
+	lines = c.ok("CAPABILITY")
+	mustHave(t, lines, "LITERAL+")
+	c2 := ts.dial()
+	big := strings.Repeat("x", 5000)
+	c2.send("a1 LOGIN pp {5000+}")
+	c2.send(big)
+	_, status := c2.until("a1")
+	if !strings.Contains(status, "TOOBIG") {
+		t.Errorf("a 5000-octet non-synchronising literal before login: %q", status)
+	}
+}
