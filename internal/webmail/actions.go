@@ -37,6 +37,11 @@ func (s *Server) actionsPost(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 				uids = append(uids, uint32(u))
 			}
 		}
+		// A conversation selected in the list ("conv": its newest
+		// message) stands for all its messages in this mailbox.
+		if convs := r.PostForm["conv"]; len(convs) > 0 {
+			uids = append(uids, s.conversationUIDs(r, mb, convs, maxActionUIDs-len(uids))...)
+		}
 	}
 	back := r.PostFormValue("back")
 	if back == "" || back[0] != '/' || len(back) > 1 && (back[1] == '/' || back[1] == '\\') {
@@ -163,4 +168,32 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		}
 		fl.Flush()
 	}
+}
+
+// conversationUIDs returns the UIDs of the conversations holding the
+// messages named (at most limit).
+func (s *Server) conversationUIDs(r *http.Request, mb *store.Mailbox, convs []string, limit int) []uint32 {
+	l, err := s.cache.get(r.Context(), mb)
+	if err != nil {
+		return nil
+	}
+	defer l.mu.Unlock()
+	if _, err := l.conversations(r.Context(), s.cfg.Store); err != nil {
+		return nil
+	}
+	var out []uint32
+	for _, v := range convs {
+		u, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			continue
+		}
+		if cv := l.conversationOf(uint32(u)); cv != nil {
+			for _, rw := range cv.Rows {
+				if len(out) < limit {
+					out = append(out, rw.UID)
+				}
+			}
+		}
+	}
+	return out
 }

@@ -35,8 +35,13 @@ func fillInbox(b *testing.B, e *env, n int) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				raw := fmt.Sprintf("From: Sender %d <s%d@remote.example>\r\nTo: pp@example.org\r\nSubject: message %d\r\n"+
-					"Date: Fri, 20 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%d@remote.example>\r\n\r\n%s", i%997, i, i, i, body)
+				subject, refs := fmt.Sprintf("message %d", i), ""
+				if i%10 == 9 {
+					subject = fmt.Sprintf("Re: message %d", i-9)
+					refs = fmt.Sprintf("References: <%d@remote.example>\r\nIn-Reply-To: <%d@remote.example>\r\n", i-9, i-9)
+				}
+				raw := fmt.Sprintf("From: Sender %d <s%d@remote.example>\r\nTo: pp@example.org\r\nSubject: %s\r\n"+
+					"Date: Fri, 20 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%d@remote.example>\r\n%s\r\n%s", i%997, i, subject, i, refs, body)
 				_, err := e.st.Deliver(context.Background(), &store.Delivery{Body: strings.NewReader(raw),
 					Meta: msg.ParseBytes([]byte(raw)).Marshal(), InternalDate: time.Unix(int64(1e9+i), 0),
 					Local: []store.LocalTarget{{Account: "pp"}}})
@@ -61,7 +66,10 @@ func BenchmarkInboxPage(b *testing.B) {
 	c := e.client(b)
 	c.login("pp", "secret-pp")
 	inbox := e.mailbox(b, "pp", store.Inbox)
-	pages := []string{"", "?page=2", "?sort=from", "?sort=size&page=300", "?page=999"}
+	// "" and ?page= are the conversations (the default); ?view=plain the
+	// messages. Every tenth message is a reply to one ten before it, so the
+	// threading has chains to make.
+	pages := []string{"", "?page=2", "?sort=from", "?sort=size&page=300", "?page=999", "?view=plain&page=3", "?open=1"}
 	// The first page after a start reads every row once (cold cache; the
 	// login above warmed it, so it is emptied).
 	e.srv.cache = newListCache(e.st, 32)
@@ -133,4 +141,5 @@ func reportPercentiles(b *testing.B, times []time.Duration) {
 	p := func(q float64) float64 { return float64(times[int(q*float64(len(times)-1))].Microseconds()) / 1000 }
 	b.ReportMetric(p(0.5), "p50-ms")
 	b.ReportMetric(p(0.95), "p95-ms")
+	b.ReportMetric(p(0.99), "p99-ms")
 }

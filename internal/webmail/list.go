@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,11 +62,68 @@ func (s *Server) inboxRedirect(w http.ResponseWriter, r *http.Request, c *reqCtx
 	http.Redirect(w, r, fmt.Sprintf("/mail/%d", mb.ID), http.StatusSeeOther)
 }
 
-// listRow is a row as the template shows it.
+// listRow is a row as the template shows it: a message, or a
+// conversation of more than one (Count > 1) standing for its newest
+// message, with its messages as Children (shown expanded when Open).
 type listRow struct {
 	*row
 	Seen, Flagged, Answered bool
 	Date                    time.Time
+
+	Count, Unread int
+	ConvSubject   string
+	Senders       string
+	Children      []listRow
+	More          int // messages of the conversation not among Children
+	Open          bool
+	ExpandHref    string // the page with this conversation expanded (no script)
+}
+
+func newListRow(rw *row) listRow {
+	return listRow{row: rw, Seen: rw.has(store.FlagSeen), Flagged: rw.has(store.FlagFlagged),
+		Answered: rw.has(store.FlagAnswered), Date: rw.InternalDate}
+}
+
+// maxConvChildren is how many messages of a conversation the list shows
+// when it is expanded; the conversation page has them all.
+const maxConvChildren = 20
+
+// convListRow makes the row of a conversation (the list is locked: flags
+// are read now).
+func convListRow(cv *conversation, open uint32) listRow {
+	lr := newListRow(cv.Newest)
+	lr.Count = len(cv.Rows)
+	if lr.Count == 1 {
+		return lr
+	}
+	lr.ConvSubject = cv.subject()
+	lr.Senders = cv.senders()
+	lr.Seen = true
+	for _, r := range cv.Rows {
+		if !r.has(store.FlagSeen) {
+			lr.Unread++
+			lr.Seen = false
+		}
+		if r.has(store.FlagFlagged) {
+			lr.Flagged = true
+		}
+	}
+	kids := slices.Clone(cv.Rows)
+	slices.SortFunc(kids, func(a, b *row) int {
+		if newer(a, b) {
+			return -1
+		}
+		return 1
+	})
+	if len(kids) > maxConvChildren {
+		lr.More = len(kids) - maxConvChildren
+		kids = kids[:maxConvChildren]
+	}
+	for _, k := range kids {
+		lr.Children = append(lr.Children, newListRow(k))
+	}
+	lr.Open = open != 0 && open == cv.Newest.UID
+	return lr
 }
 
 // listPage shows a page of a mailbox's messages, sorted, optionally
@@ -89,35 +147,64 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		s.fail(w, r, c, http.StatusInternalServerError, "The mailbox cannot be read now.")
 		return
 	}
-	all := l.order(sortKey)
-	if search != "" {
-		// The search reads message bytes outside the list's lock: copy the
-		// rows first (a refresh updates flags in place).
-		vals := make([]row, len(all))
-		cp := make([]*row, len(all))
-		for i, rw := range all {
-			vals[i] = *rw
-			cp[i] = &vals[i]
-		}
-		l.mu.Unlock()
-		all, err = s.search(r.Context(), mb, cp, search)
+	// Conversations (threads.go) are the default of the date order
+	// without a search; ?view=plain is the list of messages.
+	plain := q.Get("view") == "plain" || sortKey != sortDate || search != ""
+	openConv, _ := strconv.ParseUint(q.Get("open"), 10, 32)
+	var rows []listRow
+	var total, from, to, pages int
+	if !plain {
+		convs, err := l.conversations(r.Context(), s.cfg.Store)
 		if err != nil {
-			s.fail(w, r, c, http.StatusBadRequest, "The search failed: "+err.Error())
+			l.mu.Unlock()
+			s.log.Warn("webmail threads", "mailbox", mb.ID, "err", err)
+			s.fail(w, r, c, http.StatusInternalServerError, "The mailbox cannot be read now.")
 			return
 		}
-	}
-	total := len(all)
-	pages := max((total+pageSize-1)/pageSize, 1)
-	page = min(page, pages)
-	from := (page - 1) * pageSize
-	to := min(from+pageSize, total)
-	rows := make([]listRow, 0, to-from)
-	for _, rw := range all[from:to] {
-		rows = append(rows, listRow{row: rw, Seen: rw.has(store.FlagSeen), Flagged: rw.has(store.FlagFlagged),
-			Answered: rw.has(store.FlagAnswered), Date: rw.InternalDate})
-	}
-	if search == "" {
+		total = len(convs)
+		pages = max((total+pageSize-1)/pageSize, 1)
+		page = min(page, pages)
+		from = (page - 1) * pageSize
+		to = min(from+pageSize, total)
+		rows = make([]listRow, 0, to-from)
+		for _, cv := range convs[from:to] {
+			rows = append(rows, convListRow(cv, uint32(openConv)))
+		}
 		l.mu.Unlock()
+	} else {
+		all := l.order(sortKey)
+		if search != "" {
+			// The search reads message bytes outside the list's lock: copy the
+			// rows first (a refresh updates flags in place).
+			vals := make([]row, len(all))
+			cp := make([]*row, len(all))
+			for i, rw := range all {
+				vals[i] = *rw
+				cp[i] = &vals[i]
+			}
+			l.mu.Unlock()
+			all, err = s.search(r.Context(), mb, cp, search)
+			if err != nil {
+				s.fail(w, r, c, http.StatusBadRequest, "The search failed: "+err.Error())
+				return
+			}
+		}
+		total = len(all)
+		pages = max((total+pageSize-1)/pageSize, 1)
+		page = min(page, pages)
+		from = (page - 1) * pageSize
+		to = min(from+pageSize, total)
+		rows = make([]listRow, 0, to-from)
+		for _, rw := range all[from:to] {
+			rows = append(rows, newListRow(rw))
+		}
+		if search == "" {
+			l.mu.Unlock()
+		}
+	}
+	view := ""
+	if plain && sortKey == sortDate && search == "" {
+		view = "plain"
 	}
 	link := func(p int, sk string) string {
 		v := url.Values{}
@@ -130,11 +217,24 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		if search != "" {
 			v.Set("q", search)
 		}
+		if view != "" && sk == sortDate {
+			v.Set("view", view)
+		}
 		u := fmt.Sprintf("/mail/%d", mb.ID)
 		if len(v) > 0 {
 			u += "?" + v.Encode()
 		}
 		return u
+	}
+	self := link(page, sortKey)
+	sep := "?"
+	if strings.Contains(self, "?") {
+		sep = "&"
+	}
+	for i := range rows {
+		if rows[i].Count > 1 {
+			rows[i].ExpandHref = self + sep + "open=" + strconv.FormatUint(uint64(rows[i].UID), 10)
+		}
 	}
 	data := map[string]any{
 		"Title":          mb.Name,
@@ -148,10 +248,13 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		"Last":           to,
 		"Sort":           sortKey,
 		"Search":         search,
-		"Self":           link(page, sortKey),
+		"Self":           self,
 		"SortDate":       link(1, flip(sortKey, sortDate, sortDateAsc)),
 		"SortFrom":       link(1, flip(sortKey, sortFrom, sortFromDesc)),
 		"SortSize":       link(1, flip(sortKey, sortSize, sortSizeAsc)),
+		"Threaded":       !plain,
+		"PlainLink":      fmt.Sprintf("/mail/%d?view=plain", mb.ID),
+		"ConvLink":       fmt.Sprintf("/mail/%d", mb.ID),
 	}
 	if page > 1 {
 		data["Prev"] = link(page-1, sortKey)

@@ -27,6 +27,13 @@ type row struct {
 	Subject      string
 	MessageID    string
 	Attachment   bool
+
+	// For threading (threads.go): the raw Subject and Date, In-Reply-To,
+	// the header's length, and References once read.
+	rawSubject, dateHeader, inReplyTo string
+	headerLen                         int64
+	refs                              string
+	refsRead                          bool
 }
 
 func (r *row) has(flag string) bool {
@@ -47,6 +54,8 @@ type mailboxList struct {
 	modSeq      uint64 // HIGHESTMODSEQ the rows reflect
 	rows        map[uint32]*row
 	sorted      map[string][]*row // by sort key; dropped on any change
+	conv        []*conversation   // threads.go; dropped with sorted
+	convOf      map[uint32]*conversation
 	used        time.Time
 }
 
@@ -163,6 +172,7 @@ func (l *mailboxList) refresh(ctx context.Context, st store.Store, mb *store.Mai
 	l.uidValidity, l.modSeq = mb.UIDValidity, mb.HighestModSeq
 	if membership {
 		l.sorted = nil
+		l.conv, l.convOf = nil, nil
 	}
 	return nil
 }
@@ -178,6 +188,8 @@ func newRow(m *store.MessageInfo) *row {
 	env := &pm.Envelope
 	r.Subject = decodeHeader(env.Subject)
 	r.MessageID = env.MessageID
+	r.rawSubject, r.dateHeader, r.inReplyTo = env.Subject, env.Date, env.InReplyTo
+	r.headerLen = pm.Part.BodyStart
 	if len(env.From) > 0 {
 		r.From, r.FromAddr = displayAddress(env.From[0])
 	}

@@ -231,6 +231,12 @@ func (s *Server) readPage(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 				break
 			}
 		}
+		if _, err := l.conversations(r.Context(), s.cfg.Store); err == nil {
+			if cv := l.conversationOf(info.UID); cv != nil && len(cv.Rows) > 1 {
+				data["Conversation"] = fmt.Sprintf("/conv/%d/%d", mb.ID, info.UID)
+				data["ConvCount"] = len(cv.Rows)
+			}
+		}
 		l.mu.Unlock()
 	}
 	if !info.HasFlag(store.FlagSeen) {

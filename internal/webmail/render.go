@@ -16,7 +16,7 @@ import (
 
 // pages are the templates under templates/, each rendered inside
 // layout.html.
-var pages = []string{"login", "list", "read", "compose", "error", "disposable",
+var pages = []string{"login", "list", "read", "conv", "compose", "error", "disposable",
 	"admin_status", "admin_accounts", "admin_tables", "admin_queue"}
 
 var funcs = template.FuncMap{

@@ -170,6 +170,9 @@ func (s *Server) routes() []routeEntry {
 		{"GET /msg/{mb}/{uid}/part/{path}", user, s.partDownload},
 		{"GET /msg/{mb}/{uid}/cid/{cid}", user, s.cidImage},
 		{"GET /msg/{mb}/{uid}/raw", user, s.rawDownload},
+		// Part 3: conversations (threads.go, conv.go), drafts saved as
+		// you go (compose.go), remote images allowed per sender (images.go).
+		{"GET /conv/{mb}/{uid}", user, s.conversationPage},
 		{"GET /compose", user, s.composePage},
 		{"POST /compose", user, s.composePost},
 		{"GET /events", user, s.events},

@@ -7,7 +7,7 @@
   var message = document.getElementById("message");
   var current = -1;
 
-  function rows() { return list ? list.querySelectorAll("tr.msg") : []; }
+  function rows() { return list ? list.querySelectorAll("tr.msg:not([hidden])") : []; }
 
   function select(i) {
     var rs = rows();
@@ -83,14 +83,26 @@
     e.preventDefault();
   });
 
-  // Rows open on a click anywhere but the checkbox.
-  if (list) {
-    list.addEventListener("click", function (e) {
-      var tr = e.target.closest("tr.msg");
-      if (!tr || e.target.tagName === "INPUT" || e.target.tagName === "A") { return; }
-      go(tr.dataset.href);
+  // A conversation's ▸ shows its messages in place (without script it is
+  // a link to the page with that conversation expanded).
+  function toggleConv(a) {
+    var open = a.getAttribute("aria-expanded") !== "true";
+    a.setAttribute("aria-expanded", open ? "true" : "false");
+    a.textContent = open ? "▾" : "▸";
+    list.querySelectorAll('tr[data-parent="' + a.dataset.conv + '"]').forEach(function (tr) {
+      tr.hidden = !open;
     });
   }
+
+  // Rows open on a click anywhere but the checkbox.
+  function onListClick(e) {
+    var ex = e.target.closest("a.expand");
+    if (ex) { e.preventDefault(); toggleConv(ex); return; }
+    var tr = e.target.closest("tr.msg");
+    if (!tr || e.target.tagName === "INPUT" || e.target.tagName === "A") { return; }
+    go(tr.dataset.href);
+  }
+  if (list) { list.addEventListener("click", onListClick); }
 
   // Live updates: the server says when a mailbox changed; the page's own
   // URL is fetched again and the list and the mailbox counts swapped in.
@@ -109,6 +121,8 @@
         if (list) {
           var fresh = doc.getElementById("msglist");
           if (!fresh) { return; }
+          var expanded = {};
+          list.querySelectorAll('a.expand[aria-expanded="true"]').forEach(function (a) { expanded[a.dataset.conv] = true; });
           var checked = {};
           list.querySelectorAll("input[type=checkbox]:checked").forEach(function (c) { checked[c.value] = true; });
           var cur = currentRow();
@@ -117,16 +131,15 @@
           list.replaceWith(node);
           list = node;
           current = -1;
+          list.querySelectorAll("a.expand").forEach(function (a) {
+            if ((a.getAttribute("aria-expanded") === "true") !== !!expanded[a.dataset.conv]) { toggleConv(a); }
+          });
           rows().forEach(function (r, i) {
             var c = r.querySelector("input[type=checkbox]");
             if (c && checked[c.value]) { c.checked = true; }
             if (r.dataset.uid === curUID) { select(i); }
           });
-          list.addEventListener("click", function (e) {
-            var tr = e.target.closest("tr.msg");
-            if (!tr || e.target.tagName === "INPUT" || e.target.tagName === "A") { return; }
-            go(tr.dataset.href);
-          });
+          list.addEventListener("click", onListClick);
           var paging = doc.querySelector(".paging");
           var oldPaging = document.querySelector(".paging");
           if (paging && oldPaging) { oldPaging.replaceWith(document.importNode(paging, true)); }
