@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -36,7 +37,10 @@ type composeForm struct {
 	Forward                          string // "mb/uid" of a message forwarded as an attachment
 	Draft                            string // "mb/uid" of the draft this replaces
 	Replied                          string // "mb/uid" of the message replied to (then \Answered)
-	Error                            string
+	// Kept are the attachments of the draft (Draft) that go along again
+	// (form field "keep": their section paths in the draft).
+	Kept  []attachment
+	Error string
 	Info                             string
 }
 
@@ -154,6 +158,9 @@ func (s *Server) prepare(ctx context.Context, c *reqCtx, f *composeForm, mode st
 		f.InReplyTo = oneLine(h.Get("In-Reply-To"))
 		f.References = oneLine(h.Get("References"))
 		f.Text = strings.ReplaceAll(text, "\r\n", "\n")
+		// Its attachments go along again unless unticked (part 1 lost
+		// them: the form had only new files).
+		f.Kept = attachments(ls, html, plain)
 	case "reply", "replyall":
 		if !strings.HasPrefix(strings.ToLower(subject), "re:") {
 			subject = "Re: " + subject
@@ -249,6 +256,8 @@ func (s *Server) composePost(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 			return
 		}
 		f.Draft = fmt.Sprintf("%d/%d", mbID, uid)
+		f.Kept = s.draftAttachments(ctx, c, mbID, uid)
+		f.Forward = "" // it is one of the draft's attachments now
 		f.Info = "Draft saved at " + time.Now().Format("15:04:05") + "."
 		s.render(w, r, c, http.StatusOK, "compose", map[string]any{"Title": "Write", "Form": f})
 		return
@@ -278,6 +287,62 @@ func (s *Server) composePost(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return
 	}
 	http.Redirect(w, r, fmt.Sprintf("/mail/%d?sent=1", inbox.ID), http.StatusSeeOther)
+}
+
+// autosaveReply is the answer to an autosave: the draft that now holds the
+// message (the form sends it next time, so that it is replaced) and its
+// attachments (the form keeps them and forgets the files it sent).
+type autosaveReply struct {
+	Draft       string       `json:"draft,omitempty"`
+	Saved       string       `json:"saved,omitempty"`
+	Attachments []attachment `json:"attachments"`
+	Error       string       `json:"error,omitempty"`
+}
+
+// composeAutosave saves the compose form to Drafts as the page's script
+// posts it a few seconds after typing stops (the CSRF token in the
+// X-CSRF-Token header): the new copy is appended, then the one it replaces
+// expunged, so that a compose has one draft. The answer is JSON.
+func (s *Server) composeAutosave(w http.ResponseWriter, r *http.Request, c *reqCtx) {
+	f := composeForm{
+		From: r.FormValue("from"), To: r.FormValue("to"), Cc: r.FormValue("cc"), Bcc: r.FormValue("bcc"),
+		Subject: r.FormValue("subject"), Text: r.FormValue("text"),
+		InReplyTo: r.FormValue("in_reply_to"), References: r.FormValue("references"),
+		Forward: r.FormValue("forward"), Draft: r.FormValue("draft"),
+	}
+	answer := func(code int, rep autosaveReply) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(rep)
+	}
+	o, err := s.outgoingFrom(r, c, &f)
+	if err != nil {
+		answer(http.StatusBadRequest, autosaveReply{Error: err.Error()})
+		return
+	}
+	o.IncludeBcc = true
+	mbID, uid, err := s.saveDraft(r.Context(), c, o, f.Draft)
+	if err != nil {
+		s.log.Warn("webmail autosave", "user", c.sess.account, "err", err)
+		answer(http.StatusInternalServerError, autosaveReply{Error: "the draft could not be saved"})
+		return
+	}
+	kept := s.draftAttachments(r.Context(), c, mbID, uid)
+	if kept == nil {
+		kept = []attachment{}
+	}
+	answer(http.StatusOK, autosaveReply{Draft: fmt.Sprintf("%d/%d", mbID, uid), Saved: time.Now().Format("15:04:05"), Attachments: kept})
+}
+
+// draftAttachments lists the attachments of a saved draft.
+func (s *Server) draftAttachments(ctx context.Context, c *reqCtx, mbID int64, uid uint32) []attachment {
+	m, _, _, err := s.loadMessage(ctx, c, mbID, uid)
+	if err != nil {
+		return nil
+	}
+	ls := leaves(m)
+	html, plain := bodyParts(ls)
+	return attachments(ls, html, plain)
 }
 
 // maxRecipients bounds the recipients of one message, as SMTP's limit.
@@ -347,6 +412,21 @@ func (s *Server) outgoingFrom(r *http.Request, c *reqCtx, f *composeForm) (*outg
 			o.Attachments = append(o.Attachments, attachmentFile{Name: name, ContentType: ct, Data: data})
 		}
 	}
+	if keep := r.Form["keep"]; len(keep) > 0 {
+		kept, err := s.keptAttachments(r.Context(), c, f, keep, s.cfg.MaxMessageBytes-total)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kept {
+			if k.ContentType == "message/rfc822" && o.ForwardedAttachment == nil {
+				// A message goes as message/rfc822 unencoded (RFC 2046
+				// section 5.2.1), as a forward's does.
+				o.ForwardedAttachment = &k
+				continue
+			}
+			o.Attachments = append(o.Attachments, k)
+		}
+	}
 	if mbID, uid, ok := parseRef(f.Forward); ok {
 		m, _, raw, err := s.loadMessage(r.Context(), c, mbID, uid)
 		if err != nil {
@@ -359,6 +439,52 @@ func (s *Server) outgoingFrom(r *http.Request, c *reqCtx, f *composeForm) (*outg
 		o.ForwardedAttachment = &attachmentFile{Name: truncateRunes(name, 60) + ".eml", Data: stripTrace(raw)}
 	}
 	return o, nil
+}
+
+// keptAttachments reads the attachments of the draft f.Draft that the form
+// keeps (their section paths), within limit bytes, and lists them in f.Kept
+// for the form shown again.
+func (s *Server) keptAttachments(ctx context.Context, c *reqCtx, f *composeForm, keep []string, limit int64) ([]attachmentFile, error) {
+	mbID, uid, ok := parseRef(f.Draft)
+	if !ok {
+		return nil, nil
+	}
+	m, _, raw, err := s.loadMessage(ctx, c, mbID, uid)
+	if err != nil {
+		return nil, errors.New("the draft's attachments are gone (was it sent or deleted elsewhere?)")
+	}
+	want := map[string]bool{}
+	for _, k := range keep {
+		want[k] = true
+	}
+	ls := leaves(m)
+	html, plain := bodyParts(ls)
+	byPath := map[string]*msg.Part{}
+	for _, l := range ls {
+		byPath[l.Path] = l.Part
+	}
+	var out []attachmentFile
+	var total int64
+	for _, a := range attachments(ls, html, plain) {
+		if !want[a.Path] {
+			continue
+		}
+		p := byPath[a.Path]
+		data, err := io.ReadAll(io.LimitReader(partReader(bytes.NewReader(raw), p), limit-total+1))
+		if err != nil {
+			return nil, fmt.Errorf("attachment %q: %v", a.Name, err)
+		}
+		if total += int64(len(data)); total > limit {
+			return nil, fmt.Errorf("the attachments are over the limit of %s", humanSize(s.cfg.MaxMessageBytes))
+		}
+		ct := a.Type
+		if p.Message != nil {
+			ct = "message/rfc822"
+		}
+		out = append(out, attachmentFile{Name: a.Name, ContentType: ct, Data: data})
+		f.Kept = append(f.Kept, a)
+	}
+	return out, nil
 }
 
 // stripTrace removes our Return-Path: from a stored message before it goes

@@ -196,6 +196,9 @@ func TestCSRFEveryPost(t *testing.T) {
 		"POST /mail/{mb}/actions":      fmt.Sprintf("/mail/%d/actions", inbox.ID),
 		"POST /msg/{mb}/{uid}/actions": fmt.Sprintf("/msg/%d/%d/actions", inbox.ID, uid),
 		"POST /compose":                "/compose",
+		// Part 3.
+		"POST /compose/autosave": "/compose/autosave",
+		"POST /images/{action}":  "/images/allow",
 		// Part 2 (admin_test.go checks these as an admin too).
 		"POST /addresses":            "/addresses",
 		"POST /addresses/{action}":   "/addresses/delete",

@@ -175,6 +175,7 @@ func (s *Server) routes() []routeEntry {
 		{"GET /conv/{mb}/{uid}", user, s.conversationPage},
 		{"GET /compose", user, s.composePage},
 		{"POST /compose", user, s.composePost},
+		{"POST /compose/autosave", user, s.composeAutosave},
 		{"GET /events", user, s.events},
 		// Disposable addresses (disposable.go).
 		{"GET /addresses", user, s.addressesPage},

@@ -152,3 +152,90 @@
     if (!pending) { pending = setTimeout(refresh, 250); }
   });
 })();
+
+// Drafts saved as you go: a few seconds after typing stops, the compose
+// form is posted to /compose/autosave (the CSRF token in a header); the
+// answer names the draft that now holds it, which the next save replaces,
+// and its attachments, which the form keeps (the files already sent are
+// cleared from the file field so that they are not attached twice).
+(function () {
+  "use strict";
+  var form = document.getElementById("composeform");
+  if (!form || !window.fetch || !window.FormData) { return; }
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var status = document.getElementById("autosave-status");
+  var delay = Number(form.dataset.autosaveDelay || 3000);
+  var timer = null, busy = null, dirty = false, submitting = false;
+
+  function say(t) { if (status) { status.textContent = t; } }
+
+  function keptList(atts) {
+    var ul = document.getElementById("kept");
+    if (!ul) { return; }
+    ul.textContent = "";
+    atts.forEach(function (a) {
+      var li = document.createElement("li");
+      var label = document.createElement("label");
+      var cb = document.createElement("input");
+      cb.type = "checkbox"; cb.name = "keep"; cb.value = a.Path; cb.checked = true;
+      label.appendChild(cb);
+      label.appendChild(document.createTextNode(" " + a.Name));
+      li.appendChild(label);
+      ul.appendChild(li);
+    });
+  }
+
+  function save() {
+    timer = null;
+    if (submitting) { return Promise.resolve(); }
+    if (busy) { dirty = true; return busy; }
+    dirty = false;
+    var data = new FormData(form);
+    data.delete("action");
+    say("Saving…");
+    busy = fetch(form.dataset.autosave, {
+      method: "POST", body: data, credentials: "same-origin",
+      headers: { "X-CSRF-Token": meta ? meta.content : "" }
+    }).then(function (resp) {
+      return resp.json().then(function (j) { return { ok: resp.ok, j: j }; });
+    }).then(function (r) {
+      if (!r.ok) { say("Not saved: " + (r.j.error || "error")); return; }
+      form.elements.draft.value = r.j.draft;
+      if (form.elements.forward) { form.elements.forward.value = ""; }
+      var file = document.getElementById("attachment");
+      if (file && file.files.length) { file.value = ""; }
+      keptList(r.j.attachments || []);
+      say("Draft saved at " + r.j.saved);
+      form.dataset.saved = r.j.draft;
+    }).catch(function () { say("Not saved (offline?)"); })
+      .then(function () {
+        busy = null;
+        if (dirty && !submitting) { schedule(); }
+      });
+    return busy;
+  }
+
+  function schedule() {
+    if (timer) { clearTimeout(timer); }
+    timer = setTimeout(save, delay);
+  }
+
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+  // Sending or saving by hand waits for a save in progress, so that the
+  // form names the latest draft (which the server then removes or replaces).
+  form.addEventListener("submit", function (e) {
+    if (timer) { clearTimeout(timer); timer = null; }
+    if (submitting) { return; }
+    if (busy) {
+      e.preventDefault();
+      var submitter = e.submitter;
+      busy.then(function () {
+        submitting = true;
+        if (form.requestSubmit) { form.requestSubmit(submitter); } else { form.submit(); }
+      });
+      return;
+    }
+    submitting = true;
+  });
+})();
