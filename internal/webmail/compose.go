@@ -41,7 +41,7 @@ type composeForm struct {
 	// (form field "keep": their section paths in the draft).
 	Kept  []attachment
 	Error string
-	Info                             string
+	Info  string
 }
 
 // defaultFrom is the address a user writes as: the account's name at the
