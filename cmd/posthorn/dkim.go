@@ -145,6 +145,7 @@ func runDNSRecords(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 			IMAPS:       firstPort(cfg.IMAP.TLSListen, nil),
 			POP3S:       firstPort(cfg.POP3.TLSListen, nil),
 			HostRecords: i == 0,
+			Autoconfig:  len(cfg.Web.Listen)+len(cfg.Web.TLSListen) > 0,
 		}
 		if s, err := mailauth.LoadSigner(cfg.DKIM.KeysDir, dom); err == nil {
 			if d.Keys, err = s.Records(); err != nil {

@@ -21,7 +21,7 @@ import (
 // Record is one record to publish.
 type Record struct {
 	Name  string // fully qualified, with the final dot
-	Type  string // "MX", "TXT", "SRV"
+	Type  string // "MX", "TXT", "SRV", "CNAME"
 	Value string // as in a zone file, TXT without quotes
 	// What says what it is for ("SPF", "DKIM ed25519", "DMARC", ...).
 	What string
@@ -40,6 +40,10 @@ type Domain struct {
 	// HostRecords adds the SPF record of the hostname itself (the HELO
 	// identity, RFC 7208 section 2.3), once for the whole server.
 	HostRecords bool
+	// Autoconfig adds autoconfig.DOMAIN pointing at the server, where
+	// mail programs fetch their settings (the webmail listener serves
+	// them, internal/autoconfig).
+	Autoconfig bool
 }
 
 func fqdn(s string) string { return strings.TrimSuffix(strings.ToLower(s), ".") + "." }
@@ -77,6 +81,9 @@ func Records(d Domain) []Record {
 			v = "0 1 " + strconv.Itoa(s.port) + " " + host
 		}
 		out = append(out, Record{s.svc + dom, "SRV", v, "SRV " + strings.Trim(strings.Split(s.svc, ".")[0], "_")})
+	}
+	if d.Autoconfig {
+		out = append(out, Record{"autoconfig." + dom, "CNAME", host, "autoconfig (Thunderbird and others)"})
 	}
 	return out
 }
@@ -174,6 +181,23 @@ func (c *Checker) check(ctx context.Context, d Domain, r Record) (Status, string
 			return Missing, "no MX"
 		}
 		return Wrong, "MX is " + strings.Join(hosts, ", ")
+	case "CNAME":
+		// What matters is that the name reaches the server: a CNAME or
+		// address records of its own, as long as the addresses agree.
+		got, err := c.Resolver.LookupIP(ctx, name)
+		if err != nil {
+			return lookupFailed(err)
+		}
+		want, err := c.Resolver.LookupIP(ctx, strings.TrimSuffix(r.Value, "."))
+		if err != nil {
+			return Unchecked, "the server's own name does not resolve: " + err.Error()
+		}
+		for _, a := range got {
+			if slices.Contains(want, a) {
+				return OK, ""
+			}
+		}
+		return Wrong, fmt.Sprintf("resolves to %v, the server is %v", got, want)
 	case "SRV":
 		if c.SRV == nil {
 			return Unchecked, "no SRV lookups"

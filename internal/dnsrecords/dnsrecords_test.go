@@ -25,7 +25,7 @@ func testDomain(t *testing.T) Domain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Domain{Name: "example.org", Hostname: "mx.example.org", Keys: keys, Submission: 587, IMAPS: 993, HostRecords: true}
+	return Domain{Name: "example.org", Hostname: "mx.example.org", Keys: keys, Submission: 587, IMAPS: 993, HostRecords: true, Autoconfig: true}
 }
 
 // The records printed, published in a zone, check as ok; each one removed
@@ -37,7 +37,7 @@ func TestRecordsAndCheck(t *testing.T) {
 	for _, r := range rs {
 		byWhat[r.What] = r
 	}
-	for _, w := range []string{"MX", "SPF", "SPF for the HELO name", "DKIM ed25519", "DKIM rsa", "DMARC", "SRV submission", "SRV imaps", "SRV pop3s"} {
+	for _, w := range []string{"MX", "SPF", "SPF for the HELO name", "DKIM ed25519", "DKIM rsa", "DMARC", "SRV submission", "SRV imaps", "SRV pop3s", "autoconfig (Thunderbird and others)"} {
 		if _, ok := byWhat[w]; !ok {
 			t.Errorf("no %s record in %v", w, rs)
 		}
@@ -109,8 +109,9 @@ func TestRecordsAndCheck(t *testing.T) {
 		"mx.other.example. 60 IN A 192.0.2.26",
 		"_dmarc.example.org. 60 IN TXT \"v=DMARC1; p=bogus\"",
 		"s1-ed25519._domainkey.example.org. 60 IN TXT \"v=DKIM1; k=ed25519; p=AAAA\"")
+	wrong.MustAdd(t, "autoconfig.example.org. 60 IN A 192.0.2.99", "mx.example.org. 60 IN A 192.0.2.25")
 	got = check(wrong)
-	for w, want := range map[string]Status{"MX": Wrong, "SPF": Wrong, "DMARC": Wrong, "DKIM ed25519": Wrong, "DKIM rsa": Missing, "SRV submission": Missing} {
+	for w, want := range map[string]Status{"MX": Wrong, "SPF": Wrong, "DMARC": Wrong, "DKIM ed25519": Wrong, "DKIM rsa": Missing, "SRV submission": Missing, "autoconfig (Thunderbird and others)": Wrong} {
 		if got[w].Status != want {
 			t.Errorf("wrong zone: %s is %s (%s), want %s", w, got[w].Status, got[w].Detail, want)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/posthorn/posthorn/internal/addr"
 	"github.com/posthorn/posthorn/internal/auth"
+	"github.com/posthorn/posthorn/internal/autoconfig"
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/deliver"
 	"github.com/posthorn/posthorn/internal/dnsutil"
@@ -318,6 +319,24 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Mail programs set themselves up from the autoconfig document on the
+	// web listener (autoconfig.DOMAIN, see posthorn dns-records).
+	ac := autoconfig.Handler(autoconfig.Config{
+		Hostname: cfg.Hostname,
+		Domains: func() []string {
+			t := w.Current()
+			return append(t.LocalHostNames.Names(), t.Virtusertable.Domains()...)
+		},
+		IMAPS:       autoconfig.FirstPort(cfg.IMAP.TLSListen),
+		IMAP:        autoconfig.FirstPort(cfg.IMAP.Listen),
+		POP3S:       autoconfig.FirstPort(cfg.POP3.TLSListen),
+		POP3:        autoconfig.FirstPort(cfg.POP3.Listen),
+		Submissions: autoconfig.FirstPort(cfg.SMTP.SubmissionsListen),
+		Submission:  autoconfig.FirstPort(cfg.SMTP.SubmissionListen),
+	})
+	for _, p := range autoconfig.Paths {
+		s.web.Mount("GET "+p, ac)
 	}
 	// Port 25's deliveries to virtusertable addresses are counted for the
 	// disposable addresses page.

@@ -121,10 +121,23 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	name := strings.ToLower(q.Name)
 	s.mu.Lock()
 	rrs, exists := s.records[name]
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
-			m.Answer = append(m.Answer, dns.Copy(rr))
+	// A name with a CNAME answers with it and what its target has, as a
+	// recursive resolver does (RFC 1034 section 4.3.2), a few levels deep.
+	for hops := 0; hops < 8; hops++ {
+		var next string
+		for _, rr := range rrs {
+			switch {
+			case rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY:
+				m.Answer = append(m.Answer, dns.Copy(rr))
+			case rr.Header().Rrtype == dns.TypeCNAME:
+				m.Answer = append(m.Answer, dns.Copy(rr))
+				next = strings.ToLower(rr.(*dns.CNAME).Target)
+			}
 		}
+		if next == "" || q.Qtype == dns.TypeCNAME {
+			break
+		}
+		rrs = s.records[next]
 	}
 	s.mu.Unlock()
 	if !exists {
