@@ -199,15 +199,25 @@ func (s *Server) readPage(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 	defer rd.Close()
 	switch {
 	case html != nil:
+		// Remote images: for this message (?images=1), or always from its
+		// sender (images.go); the frame checks the sender itself.
+		sender := senderOf(m)
+		bySender := s.images.allowed(c.sess.account, sender)
 		images := r.URL.Query().Get("images") == "1"
 		src := data["Base"].(string) + "/body"
 		if images {
 			src += "?images=1"
 		}
 		data["Frame"] = src
-		if !images {
+		data["Sender"] = sender
+		data["SenderAllowed"] = bySender
+		data["Self"] = r.URL.RequestURI()
+		if !bySender {
 			if text, err := partText(rd, html.Part); err == nil && remoteImageRE.MatchString(text) {
-				data["ImagesLink"] = data["Base"].(string) + "?images=1"
+				data["HasRemote"] = true
+				if !images {
+					data["ImagesLink"] = data["Base"].(string) + "?images=1"
+				}
 			}
 		}
 	case plain != nil:
@@ -284,7 +294,7 @@ func (s *Server) bodyFrame(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		http.Error(w, "cannot read the message", http.StatusInternalServerError)
 		return
 	}
-	remote := r.URL.Query().Get("images") == "1"
+	remote := r.URL.Query().Get("images") == "1" || s.images.allowed(c.sess.account, senderOf(m))
 	p := htmlPolicy
 	if remote {
 		p = htmlPolicyImages

@@ -82,8 +82,9 @@ type Config struct {
 	// and the admin pages edit the files there (internal/tableedit), and the
 	// server's watcher loads them. "" turns those pages off.
 	MapsDir string
-	// StateDir is where the counts of mail to virtusertable addresses are
-	// kept (data_dir); "" keeps them in memory only.
+	// StateDir is where the counts of mail to virtusertable addresses and
+	// each account's senders of allowed images are kept (data_dir); ""
+	// keeps them in memory only.
 	StateDir string
 	// Status tells the admin status page about the running server
 	// (listeners, certificates); nil shows only what the store knows.
@@ -98,7 +99,8 @@ type Server struct {
 	mux     *http.ServeMux
 	sess    *sessions
 	cache   *listCache
-	usage   *usageBook // mail to virtusertable addresses (usage.go)
+	usage   *usageBook    // mail to virtusertable addresses (usage.go)
+	images  *imageSenders // senders whose remote images show (images.go)
 	static  http.Handler
 	done    chan struct{} // closed by Shutdown: ends event streams
 	doneMu  sync.Once
@@ -128,6 +130,7 @@ func New(cfg Config) (*Server, error) {
 	s.sess = newSessions(cfg.SessionTTL)
 	s.cache = newListCache(cfg.Store, 32)
 	s.usage = loadUsage(cfg.StateDir, cfg.Log)
+	s.images = newImageSenders(cfg.StateDir, cfg.Log)
 	sub, _ := fs.Sub(staticFS, "static")
 	s.static = http.StripPrefix("/static/", http.FileServerFS(sub))
 	s.mux = http.NewServeMux()
@@ -173,6 +176,7 @@ func (s *Server) routes() []routeEntry {
 		// Part 3: conversations (threads.go, conv.go), drafts saved as
 		// you go (compose.go), remote images allowed per sender (images.go).
 		{"GET /conv/{mb}/{uid}", user, s.conversationPage},
+		{"POST /images/{action}", user, s.imagesPost},
 		{"GET /compose", user, s.composePage},
 		{"POST /compose", user, s.composePost},
 		{"POST /compose/autosave", user, s.composeAutosave},
