@@ -76,24 +76,23 @@ type system interface {
 	stored() (int, error)
 	// peakRSS returns the server's peak resident memory in bytes, 0 if unknown.
 	peakRSS() int64
+	// pids are the server's processes now; none for the sink, whose
+	// memory is not measured.
+	pids() []int
 	stop()
 }
 
 type measurement struct {
 	rates []float64 // messages per second, one per run
 	rss   []int64
-	err   error
+	// PSS summed over the system's processes in MB: a second after the
+	// start, and the highest sampled during the run.
+	idle, peak []float64
+	err        error
 }
 
 func main() {
 	flag.Parse()
-	if *imapServe != "" {
-		// The idle workload's posthorn imapd with raised caps (imap.go).
-		if err := serveRaisedIMAP(*imapServe, flag.Arg(0), *imapIdle); err != nil {
-			fatal(err)
-		}
-		return
-	}
 	switch *workload {
 	case "all", "accept", "relay", "pop3", "imap":
 	default:
@@ -122,6 +121,8 @@ func main() {
 		fatal(fmt.Errorf("building posthorn: %w", err))
 	}
 
+	started, loadBefore := time.Now(), loadAvg()
+	fmt.Printf("bench: %d cores, load average %s at the start\n", runtimeCPUs(), loadBefore)
 	if *workload == "all" || *workload == "accept" {
 		acceptWorkload(root, bin)
 	}
@@ -134,7 +135,17 @@ func main() {
 	if *workload == "all" || *workload == "imap" {
 		imapWorkload(root, bin)
 	}
+	if len(ceilingRuns) > 0 {
+		r := &summaryRow{figure: "protocol-only ceiling: smtp-source -> smtp-sink, msgs/s", format: "%.0f"}
+		r.vals[colSink] = ceilingRuns
+		addSummary(r)
+	}
+	writeSummary(started, loadBefore)
 }
+
+// ceilingRuns are the rates of smtp-source straight into smtp-sink, from
+// the accept and relay workloads (the same smtp-source command).
+var ceilingRuns []float64
 
 // acceptWorkload measures SMTP accept-and-store: how fast each system takes
 // mail for a local mailbox and has it stored.
@@ -155,53 +166,105 @@ func acceptWorkload(root, bin string) {
 		for r := 0; r < *runs; r++ {
 			dir := filepath.Join(root, fmt.Sprintf("accept-%s-%d", strings.Fields(sys.name())[0], r))
 			os.MkdirAll(dir, 0o755)
-			rate, rss, err := runOnce(sys, dir)
+			res, err := runOnce(sys, dir)
 			if err != nil {
 				m.err = err
 				fmt.Printf("  %s run %d: %v\n", sys.name(), r+1, err)
 				break
 			}
-			fmt.Printf("  %s run %d: %.0f msgs/s\n", sys.name(), r+1, rate)
-			m.rates = append(m.rates, rate)
-			m.rss = append(m.rss, rss)
+			mem := ""
+			if res.peakPSS > 0 {
+				mem = fmt.Sprintf(" (memory: %.1f MB idle, %.1f MB at peak, PSS summed over its processes)", mb(res.idlePSS), mb(res.peakPSS))
+				m.idle = append(m.idle, mb(res.idlePSS))
+				m.peak = append(m.peak, mb(res.peakPSS))
+			}
+			fmt.Printf("  %s run %d: %.0f msgs/s%s\n", sys.name(), r+1, res.rate, mem)
+			m.rates = append(m.rates, res.rate)
+			m.rss = append(m.rss, res.rss)
 		}
 	}
 	printTable(systems, results)
 	fmt.Printf("load average after the runs: %s\n\n", loadAvg())
+
+	ph, pd, sk := results[(&posthorn{}).name()], results[(&postfixDovecot{}).name()], results[(&sink{}).name()]
+	rate := &summaryRow{figure: "SMTP accept-and-store, msgs/s", format: "%.0f", other: "Postfix->Dovecot"}
+	idle := &summaryRow{figure: "memory idle after start, MB (PSS)", format: "%.1f", lowerBetter: true, other: "Postfix+Dovecot"}
+	peak := &summaryRow{figure: "memory at peak, SMTP accept, MB (PSS)", format: "%.1f", lowerBetter: true, other: "Postfix+Dovecot",
+		note: "PSS summed over the processes, sampled every 100 ms; posthorn's the higher of that and its VmHWM"}
+	for col, m := range map[int]*measurement{colPosthorn: ph, colOther: pd, colSink: sk} {
+		if m == nil {
+			continue
+		}
+		rate.vals[col] = m.rates
+		if col != colSink {
+			idle.vals[col], peak.vals[col] = m.idle, m.peak
+		}
+	}
+	if sk != nil {
+		ceilingRuns = append(ceilingRuns, sk.rates...)
+	}
+	addSummary(rate)
+	addSummary(idle)
+	addSummary(peak)
 }
 
-func runOnce(sys system, dir string) (rate float64, rss int64, err error) {
+// acceptRun is one run of the accept workload.
+type acceptRun struct {
+	rate             float64 // messages per second
+	rss              int64   // peak RSS of the server (posthorn: VmHWM)
+	idlePSS, peakPSS int64   // summed over the system's processes; 0 for the sink
+}
+
+func runOnce(sys system, dir string) (res acceptRun, err error) {
 	addr, err := sys.start(dir)
 	defer sys.stop()
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	var mem *memSampler
+	if sys.pids() != nil {
+		// Idle: up, listening, nothing sent yet.
+		time.Sleep(time.Second)
+		_, res.idlePSS = memoryOf(sys.pids())
+		mem = sampleMemory(sys.pids)
+	}
 	start := time.Now()
 	src := exec.CommandContext(ctx, "smtp-source", "-d",
 		"-s", strconv.Itoa(*sessions), "-m", strconv.Itoa(*messages), "-l", strconv.Itoa(*size),
 		"-f", sender, "-t", rcptUser+"@"+rcptDomain, addr)
-	if out, err := src.CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("smtp-source: %v: %s", err, out)
+	out, err := src.CombinedOutput()
+	if mem != nil {
+		// A single process's VmHWM is its exact peak, which samples can
+		// miss in a run of a second or two: the higher of the two counts.
+		defer func() {
+			_, p := mem.end()
+			res.peakPSS = max(p, res.rss)
+		}()
+	}
+	if err != nil {
+		return res, fmt.Errorf("smtp-source: %v: %s", err, out)
 	}
 	// For a store-and-forward system (Postfix) the message is stored only when
 	// the mailbox has it; wait for that.
 	for {
 		n, err := sys.stored()
 		if err != nil {
-			return 0, 0, err
+			return res, err
 		}
 		if n >= *messages {
 			break
 		}
 		if ctx.Err() != nil {
-			return 0, 0, fmt.Errorf("only %d of %d messages stored", n, *messages)
+			return res, fmt.Errorf("only %d of %d messages stored", n, *messages)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	return float64(*messages) / elapsed.Seconds(), sys.peakRSS(), nil
+	res.rate = float64(*messages) / elapsed.Seconds()
+	res.rss = sys.peakRSS()
+	return res, nil
 }
 
 func printTable(systems []system, results map[string]*measurement) {
@@ -350,6 +413,7 @@ func (s *sink) start(dir string) (string, error) {
 }
 
 func (s *sink) stored() (int, error) { return *messages, nil }
+func (s *sink) pids() []int          { return nil }
 func (s *sink) peakRSS() int64       { return 0 }
 func (s *sink) stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
@@ -467,6 +531,13 @@ func (p *posthorn) stored() (int, error) {
 
 func (p *posthorn) peakRSS() int64 { return peakRSSOf(p.cmd.Process.Pid) }
 
+func (p *posthorn) pids() []int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return []int{}
+	}
+	return []int{p.cmd.Process.Pid}
+}
+
 func (p *posthorn) stop() {
 	if p.st != nil {
 		p.st.Close()
@@ -558,6 +629,28 @@ func (p *postfixDovecot) stored() (int, error) {
 }
 
 func (p *postfixDovecot) peakRSS() int64 { return 0 }
+
+func (p *postfixDovecot) pids() []int {
+	out := p.pf.pids()
+	if p.dcConf != "" {
+		out = append(out, dovecotPids(filepath.Join(filepath.Dir(p.dcConf), "run"))...)
+	}
+	return out
+}
+
+// dovecotPids are Dovecot's master (its pid in base_dir's master.pid) and
+// every process under it.
+func dovecotPids(baseDir string) []int {
+	b, err := os.ReadFile(filepath.Join(baseDir, "master.pid"))
+	if err != nil {
+		return []int{}
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return []int{}
+	}
+	return descendants(pid)
+}
 
 func (p *postfixDovecot) stop() {
 	p.pf.stop()

@@ -36,6 +36,7 @@ type popSystem interface {
 	// with n messages and returns the POP3 address.
 	start(dir string, n int) (string, error)
 	peakRSS() int64 // 0 if unknown
+	pids() []int    // the server's processes now
 	stop()
 }
 
@@ -55,13 +56,15 @@ func pop3Workload(root, bin string) {
 		*messages, *size, *runs, runtimeCPUs(), loadAvg())
 	results := map[string][]popResult{}
 	rss := map[string]int64{}
+	pss := map[string]int64{}
 	errs := map[string]error{}
 	for _, sys := range systems {
 		dir := filepath.Join(root, "pop3-"+strings.Fields(sys.name())[0])
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			fatal(err)
 		}
-		res, err := pop3Runs(sys, dir)
+		res, peak, err := pop3Runs(sys, dir)
+		pss[sys.name()] = peak
 		rss[sys.name()] = sys.peakRSS()
 		sys.stop()
 		if err != nil {
@@ -101,32 +104,49 @@ func pop3Workload(root, bin string) {
 		fmt.Printf("posthorn is %.2f times as fast as Dovecot (session time %.3f s against %.3f s)\n", dc/ph, ph, dc)
 	}
 	fmt.Printf("load average after the runs: %s\n\n", loadAvg())
+
+	retr := &summaryRow{figure: fmt.Sprintf("POP3 RETR of %d messages in one session, s", *messages), format: "%.3f", lowerBetter: true, other: "Dovecot"}
+	peak := &summaryRow{figure: "memory at peak, POP3 sessions, MB (PSS)", format: "%.1f", lowerBetter: true, other: "Dovecot"}
+	for col, name := range map[int]string{colPosthorn: (&posthornPOP3{}).name(), colOther: (&dovecotPOP3{}).name()} {
+		for _, r := range results[name] {
+			retr.vals[col] = append(retr.vals[col], r.elapsed.Seconds())
+		}
+		if p := pss[name]; p > 0 {
+			peak.vals[col] = []float64{mb(p)}
+		}
+	}
+	addSummary(retr)
+	addSummary(peak)
 }
 
-// pop3Runs fills sys, runs the warm-up session and the timed ones.
-func pop3Runs(sys popSystem, dir string) ([]popResult, error) {
+// pop3Runs fills sys, runs the warm-up session and the timed ones, and
+// returns them with the system's peak memory (PSS summed over its
+// processes) during the sessions.
+func pop3Runs(sys popSystem, dir string) (_ []popResult, peakPSS int64, err error) {
 	addr, err := sys.start(dir, *messages)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	mem := sampleMemory(sys.pids)
+	defer func() { _, peakPSS = mem.end() }()
 	warm, err := popSession(addr, rcptUser, popPassword, *messages)
 	if err != nil {
-		return nil, fmt.Errorf("warm-up session: %w", err)
+		return nil, 0, fmt.Errorf("warm-up session: %w", err)
 	}
 	fmt.Printf("  %s warm-up: %.3f s, %d octets\n", sys.name(), warm.elapsed.Seconds(), warm.bytes)
 	var out []popResult
 	for r := 0; r < *runs; r++ {
 		res, err := popSession(addr, rcptUser, popPassword, *messages)
 		if err != nil {
-			return nil, fmt.Errorf("run %d: %w", r+1, err)
+			return nil, 0, fmt.Errorf("run %d: %w", r+1, err)
 		}
 		if res.bytes != warm.bytes {
-			return nil, fmt.Errorf("run %d received %d octets, the warm-up %d", r+1, res.bytes, warm.bytes)
+			return nil, 0, fmt.Errorf("run %d received %d octets, the warm-up %d", r+1, res.bytes, warm.bytes)
 		}
 		fmt.Printf("  %s run %d: %.3f s (%.0f msgs/s)\n", sys.name(), r+1, res.elapsed.Seconds(), float64(*messages)/res.elapsed.Seconds())
 		out = append(out, res)
 	}
-	return out, nil
+	return out, 0, nil
 }
 
 // popSession is the client: connect, USER/PASS, RETR 1..n, QUIT, timed from
@@ -319,6 +339,13 @@ func (p *posthornPOP3) peakRSS() int64 {
 	return peakRSSOf(p.cmd.Process.Pid)
 }
 
+func (p *posthornPOP3) pids() []int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return []int{}
+	}
+	return []int{p.cmd.Process.Pid}
+}
+
 func (p *posthornPOP3) stop() {
 	stopPosthorn(p.cmd)
 	p.cmd = nil
@@ -431,6 +458,13 @@ service pop3-login {
 // peakRSS is not measured for Dovecot: its POP3 session is a pop3 process
 // of its own, gone by the time the run ends.
 func (d *dovecotPOP3) peakRSS() int64 { return 0 }
+
+func (d *dovecotPOP3) pids() []int {
+	if d.dir == "" {
+		return []int{}
+	}
+	return dovecotPids(filepath.Join(d.dir, "dovecot", "run"))
+}
 
 func (d *dovecotPOP3) stop() {
 	if d.conf != "" {

@@ -100,6 +100,14 @@ smtputf8_enable = no
 	return p, nil
 }
 
+// pids are Postfix's processes: its master and everything under it.
+func (p *postfixInstance) pids() []int {
+	if p == nil || p.master == nil || p.master.Process == nil {
+		return []int{}
+	}
+	return descendants(p.master.Process.Pid)
+}
+
 // stop stops Postfix, killing its master if it does not end within 10 s.
 func (p *postfixInstance) stop() {
 	if p == nil {

@@ -30,6 +30,7 @@ type relaySystem interface {
 	name() string
 	start(dir, nextHop string) (string, error)
 	peakRSS() int64 // 0 if unknown
+	pids() []int    // nil for the ceiling, whose memory is not measured
 	stop()
 }
 
@@ -38,7 +39,8 @@ type relaySystem interface {
 type relayResult struct {
 	accepted, relayed time.Duration
 	rss               int64
-	extra             int // messages the sink received beyond -messages (duplicates)
+	peakPSS           int64 // summed over the system's processes, sampled
+	extra             int   // messages the sink received beyond -messages (duplicates)
 }
 
 func relayWorkload(root, bin string) {
@@ -80,6 +82,21 @@ func relayWorkload(root, bin string) {
 	}
 	printRelayTable(systems, results, errs)
 	fmt.Printf("load average after the runs: %s\n", loadAvg())
+
+	relayed := &summaryRow{figure: "relay through a smart host, msgs/s", format: "%.0f", other: "Postfix"}
+	peak := &summaryRow{figure: "memory at peak, relay, MB (PSS)", format: "%.1f", lowerBetter: true, other: "Postfix",
+		note: "as for SMTP accept"}
+	for col, name := range map[int]string{colPosthorn: (&posthornRelay{}).name(), colOther: (&postfixRelay{}).name(), colSink: (ceiling{}).name()} {
+		for _, r := range results[name] {
+			relayed.vals[col] = append(relayed.vals[col], rate(r.relayed))
+			if r.peakPSS > 0 {
+				peak.vals[col] = append(peak.vals[col], mb(r.peakPSS))
+			}
+		}
+	}
+	ceilingRuns = append(ceilingRuns, relayed.vals[colSink]...)
+	addSummary(relayed)
+	addSummary(peak)
 }
 
 func rate(d time.Duration) float64 { return float64(*messages) / d.Seconds() }
@@ -98,6 +115,15 @@ func relayOnce(sys relaySystem, dir string) (relayResult, error) {
 	defer sys.stop()
 	if err != nil {
 		return relayResult{}, err
+	}
+	var mem *memSampler
+	if sys.pids() != nil {
+		mem = sampleMemory(sys.pids)
+		defer func() {
+			if mem != nil {
+				mem.end()
+			}
+		}()
 	}
 	start := time.Now()
 	src := exec.CommandContext(ctx, "smtp-source", "-d",
@@ -119,6 +145,11 @@ func relayOnce(sys relaySystem, dir string) (relayResult, error) {
 		return relayResult{}, fmt.Errorf("timed out: the sink has %d of %d messages", sk.count(), *messages)
 	}
 	res.rss = sys.peakRSS()
+	if mem != nil {
+		_, res.peakPSS = mem.end()
+		res.peakPSS = max(res.peakPSS, res.rss) // VmHWM, where known: exact
+		mem = nil
+	}
 	// Duplicates show when the system has stopped (a retry after a lost 250).
 	sys.stop()
 	if n := sk.count(); n > *messages {
@@ -229,6 +260,7 @@ type ceiling struct{}
 func (ceiling) name() string                              { return "smtp-sink alone (ceiling)" }
 func (ceiling) start(dir, nextHop string) (string, error) { return nextHop, nil }
 func (ceiling) peakRSS() int64                            { return 0 }
+func (ceiling) pids() []int                               { return nil }
 func (ceiling) stop()                                     {}
 
 // posthornRelay is posthorn with smart_host pointing at the sink; 127.0.0.1
@@ -256,6 +288,13 @@ func (p *posthornRelay) peakRSS() int64 {
 		return 0
 	}
 	return peakRSSOf(p.cmd.Process.Pid)
+}
+
+func (p *posthornRelay) pids() []int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return []int{}
+	}
+	return []int{p.cmd.Process.Pid}
 }
 
 func (p *posthornRelay) stop() {
@@ -287,6 +326,8 @@ func (p *postfixRelay) start(dir, nextHop string) (string, error) {
 }
 
 func (p *postfixRelay) peakRSS() int64 { return 0 }
+
+func (p *postfixRelay) pids() []int { return p.pf.pids() }
 
 func (p *postfixRelay) stop() {
 	p.pf.stop()
