@@ -389,3 +389,72 @@ func TestWebmailAdminBrowser(t *testing.T) {
 		t.Fatalf("carol on the admin pages: %d", status)
 	}
 }
+
+// TestWebmailDraftsAndConversations: text typed in the compose page is in
+// Drafts a few seconds later without pressing anything, as one draft; a
+// reply that arrives over SMTP joins its conversation in the list, which
+// expands in place and opens on a page with both messages.
+func TestWebmailDraftsAndConversations(t *testing.T) {
+	w := newWebInstance(t)
+	w.login(t, "pp")
+	w.run(t, chromedp.Navigate(w.web+"/compose"), chromedp.WaitVisible(chromedp.ID("to")),
+		chromedp.SendKeys(chromedp.ID("to"), "bob@example.org"),
+		chromedp.SendKeys(chromedp.ID("subject"), "Typed, not saved by hand"),
+		chromedp.SendKeys(chromedp.ID("text"), "first words"))
+	saved := func() string {
+		return value(t, w, chromedp.Text(chromedp.ID("autosave-status")))
+	}
+	eventually(t, "the draft saved as you go", func() error {
+		if s := saved(); !strings.HasPrefix(s, "Draft saved") {
+			return fmt.Errorf("status %q", s)
+		}
+		return nil
+	})
+	first := value(t, w, chromedp.Value(chromedp.CSS(`input[name="draft"]`)))
+	w.run(t, chromedp.SendKeys(chromedp.ID("text"), " and more"))
+	eventually(t, "the second save", func() error {
+		if d := value(t, w, chromedp.Value(chromedp.CSS(`input[name="draft"]`))); d == first {
+			return fmt.Errorf("still draft %s", d)
+		}
+		return nil
+	})
+	// In Drafts: one message with the latest text.
+	drafts := `//nav[@id="mailboxes"]//a[starts-with(normalize-space(.), "Drafts")]`
+	w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(drafts), chromedp.Click(drafts),
+		chromedp.WaitVisible(`//td[@class="subject"]/a[normalize-space(text())="Typed, not saved by hand"]`))
+	n := value(t, w, chromedp.Evaluate[int](`document.querySelectorAll("#msglist tr.msg").length`))
+	if n != 1 {
+		t.Errorf("Drafts lists %d messages, want 1", n)
+	}
+	w.openBySubject(t, "Typed, not saved by hand")
+	if body := value(t, w, chromedp.Text(chromedp.ID("body"))); !strings.Contains(body, "first words and more") {
+		t.Errorf("draft body %q", body)
+	}
+
+	// A message and the reply to it, over SMTP.
+	w.sendSMTP(t, "bob@example.org", "pp@example.org",
+		"From: Bob <bob@example.org>\nTo: pp@example.org\nSubject: Trip\nMessage-ID: <trip-1@example.org>\n\nWhere shall we go?\n")
+	w.sendSMTP(t, "bob@example.org", "pp@example.org",
+		"From: Bob <bob@example.org>\nTo: pp@example.org\nSubject: Re: Trip\nMessage-ID: <trip-2@example.org>\n"+
+			"In-Reply-To: <trip-1@example.org>\nReferences: <trip-1@example.org>\n\nThe sea, I think.\n")
+	conv := `//tr[contains(@class, "conv")]//td[@class="subject"]/a[normalize-space(text())="Trip"]`
+	w.run(t, chromedp.Navigate(w.web+"/"), chromedp.WaitVisible(conv))
+	count := value(t, w, chromedp.Evaluate[string](`document.querySelector("tr.conv .convcount").textContent`))
+	if count != "2" {
+		t.Errorf("conversation count %q", count)
+	}
+	// Expanded in place: both messages appear under it, without a reload.
+	w.run(t, chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`),
+		chromedp.Click(chromedp.CSS(`tr.conv a.expand`)),
+		chromedp.WaitVisible(`//tr[contains(@class, "child")]//a[normalize-space(text())="Re: Trip"]`))
+	if !value(t, w, chromedp.Evaluate[bool](`window.notReloaded === true`)) {
+		t.Error("expanding reloaded the page")
+	}
+	// Its page: both, the question first.
+	w.run(t, chromedp.Click(conv), chromedp.WaitVisible(chromedp.ID("conversation")))
+	text := value(t, w, chromedp.Text(chromedp.ID("conversation")))
+	q, a := strings.Index(text, "Where shall we go?"), strings.Index(text, "The sea, I think.")
+	if q < 0 || a < q {
+		t.Errorf("conversation page:\n%s", text)
+	}
+}
