@@ -14,6 +14,13 @@
 // edit the table files in Config.MapsDir through internal/tableedit and
 // leave the reload to the server's watcher.
 //
+// Part 3 groups the list into conversations (threads.go: RFC 5256
+// REFERENCES threading, imapsearch.Thread, over the cached rows; conv.go:
+// the conversation page), saves drafts as the user types (compose.go,
+// composeAutosave; static/app.js posts the form) with a draft's attachments
+// kept when it is reopened, and remembers per account the senders whose
+// remote images show (images.go).
+//
 // Pages are server-rendered html/template with the static files embedded;
 // every page works without JavaScript for reading and sending, and the
 // script (static/app.js) only adds keyboard shortcuts and live updates. No
