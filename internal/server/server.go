@@ -56,7 +56,8 @@ type Server struct {
 	Store  store.Store
 	Tables *maps.Watcher
 
-	certs *tlsutil.Provider
+	certs   *tlsutil.Provider
+	rejects *rejectRing // the SMTP servers' latest refusals (admin status page)
 
 	// Queue delivers the outbound queue.
 	Queue *queue.Runner
@@ -245,6 +246,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Log: log,
 	})
 	s.pickup = &maildrop.Pickup{Dir: dropDir, Interval: time.Second, Handle: s.pickupMessage, Log: log}
+	// The SMTP servers' refusals are kept for the admin status page.
+	s.rejects = &rejectRing{}
+	smtpLog := slog.New(rejectHandler{inner: log.Handler(), ring: s.rejects})
 	s.smtp = &smtpd.Server{
 		Config: smtpd.Config{
 			Hostname:        cfg.Hostname,
@@ -261,7 +265,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Router:    router,
 		Deliverer: reportingDeliverer{s},
 		DNS:       resolver,
-		Log:       log,
+		Log:       smtpLog,
 		// Port 25 offers AUTH too (over TLS), as Postfix can: a logged-in
 		// user may relay through it.
 		Auth: s.Auth,
@@ -279,7 +283,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		Router:    s.smtp.Router,
 		Deliverer: s.smtp.Deliverer,
 		DNS:       s.smtp.DNS,
-		Log:       log,
+		Log:       smtpLog,
 		Auth:      s.Auth,
 	}
 	s.submission.Submission = true

@@ -12,6 +12,9 @@ import (
 // server: its listeners and the certificate it presents.
 func (s *Server) webStatus() webmail.Status {
 	var st webmail.Status
+	if s.rejects != nil {
+		st.Rejects = s.rejects.latest()
+	}
 	for _, l := range s.Listeners() {
 		st.Listeners = append(st.Listeners, webmail.StatusListener{Kind: l.Kind, Addr: l.Addr.String()})
 	}

@@ -29,6 +29,15 @@ import (
 type Status struct {
 	Listeners    []StatusListener
 	Certificates []StatusCertificate
+	Rejects      []StatusReject // the latest refusals, newest first
+}
+
+// StatusReject is one refusal of the SMTP server, as it logged it.
+type StatusReject struct {
+	Time   time.Time
+	What   string // "recipient rejected", "connection rejected", ...
+	Client string // the client's address
+	Detail string // reason, sender or recipient, as logged
 }
 
 // StatusListener is one bound listener.

@@ -84,7 +84,8 @@ func newAdminEnv(t *testing.T) *adminEnv {
 		MapsDir: mapsDir, StateDir: state,
 		Status: func() Status {
 			return Status{Listeners: []StatusListener{{"smtp", "127.0.0.1:25"}},
-				Certificates: []StatusCertificate{{Names: []string{"mx.example.org"}, Issuer: "Test CA", NotAfter: time.Now().Add(10 * 24 * time.Hour)}}}
+				Certificates: []StatusCertificate{{Names: []string{"mx.example.org"}, Issuer: "Test CA", NotAfter: time.Now().Add(10 * 24 * time.Hour)}},
+				Rejects:      []StatusReject{{Time: time.Now(), What: "recipient rejected", Client: "192.0.2.9", Detail: "reason=<b>User unknown</b>"}}}
 		},
 	})
 	if err != nil {
@@ -619,7 +620,8 @@ func TestAdminQueueAndStatus(t *testing.T) {
 		t.Errorf("next attempt %v after flush", q.NextAttempt)
 	}
 	_, page = pp.get("/admin")
-	for _, want := range []string{"127.0.0.1:25", "mx.example.org", `class="warn"`, "1 messages, 1 recipients waiting", "example.org"} {
+	for _, want := range []string{"127.0.0.1:25", "mx.example.org", `class="warn"`, "1 messages, 1 recipients waiting", "example.org",
+		"recipient rejected", "192.0.2.9", "reason=&lt;b&gt;User unknown&lt;/b&gt;"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
