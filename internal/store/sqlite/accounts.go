@@ -31,11 +31,14 @@ func (s *Store) CreateAccount(ctx context.Context, name, passwordHash string) (*
 		if exists > 0 {
 			return fmt.Errorf("%w: account %q", store.ErrExists, name)
 		}
-		res, err := tx.Exec("INSERT INTO accounts(name, password_hash, created) VALUES (?, ?, ?)", name, passwordHash, acct.Created.Unix())
+		id, err := nextID(tx, "last_account_id")
 		if err != nil {
 			return err
 		}
-		acct.ID, _ = res.LastInsertId()
+		if _, err := tx.Exec("INSERT INTO accounts(id, name, password_hash, created) VALUES (?, ?, ?, ?)", id, name, passwordHash, acct.Created.Unix()); err != nil {
+			return err
+		}
+		acct.ID = id
 		for _, mb := range store.DefaultMailboxes {
 			if _, err := createMailbox(tx, acct.ID, mb.Name, mb.SpecialUse); err != nil {
 				return err

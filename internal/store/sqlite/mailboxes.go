@@ -68,12 +68,26 @@ func createMailbox(tx *wtx, accountID int64, name, specialUse string) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	res, err := tx.Exec("INSERT INTO mailboxes(account_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
-		accountID, name, uv, specialUse)
+	id, err := nextID(tx, "last_mailbox_id")
 	if err != nil {
 		return 0, err
 	}
-	return res.LastInsertId()
+	if _, err := tx.Exec("INSERT INTO mailboxes(id, account_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?, ?)",
+		id, accountID, name, uv, specialUse); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// nextID takes the next id of accounts or mailboxes from the counter in
+// meta (key last_account_id or last_mailbox_id), never one given before:
+// a session may still hold a deleted row's id (migration 5).
+func nextID(tx *wtx, key string) (int64, error) {
+	var id int64
+	if err := tx.QueryRow("UPDATE meta SET value = value + 1 WHERE key = ? RETURNING value", key).Scan(&id); err != nil {
+		return 0, fmt.Errorf("store: taking an id (%s): %w", key, err)
+	}
+	return id, nil
 }
 
 const mailboxColumns = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed, messages, unseen, deleted, size"

@@ -16,6 +16,13 @@ var migrations = []string{
 	// 4: the POP3 unique-id an imported message had on the old server
 	// (store.MessageInfo.POP3UIDL); NULL for all others.
 	`ALTER TABLE messages ADD COLUMN pop3_uidl TEXT;`,
+	// 5: ids of accounts and mailboxes are never given twice. SQLite
+	// gives a deleted row's id (the highest) to the next row; an IMAP or
+	// webmail session that still held the deleted mailbox's or account's
+	// id then reached whoever got it next. The last id given is kept here
+	// and every insert takes the next one (see nextID).
+	`INSERT OR IGNORE INTO meta(key, value) SELECT 'last_account_id', coalesce(max(id), 0) FROM accounts;
+	INSERT OR IGNORE INTO meta(key, value) SELECT 'last_mailbox_id', coalesce(max(id), 0) FROM mailboxes;`,
 }
 
 // schema is the database at version 1. The counters of a mailbox and the

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UIDValidityNew", testUIDValidity},
 		{"Notify", testNotify},
 		{"DeleteAccount", testDeleteAccount},
+		{"IDsNotReused", testIDsNotReused},
 		{"Concurrent", testConcurrent},
 		{"CheckHealthy", testCheckHealthy},
 	} {
@@ -920,5 +921,45 @@ func testCheckHealthy(t *testing.T, s store.Store) {
 	s.Deliver(ctx, &store.Delivery{Body: bytes.NewReader(bytes.Repeat([]byte("y"), 200000)), Local: []store.LocalTarget{{Account: "pp"}}})
 	if p, err := s.Check(ctx); err != nil || len(p) != 0 {
 		t.Errorf("healthy store: %v %v", p, err)
+	}
+}
+
+// The id of a deleted mailbox or account is never given again: a session
+// that still holds it (an IMAP client with the mailbox selected, a webmail
+// login) must not reach whatever is created next.
+func testIDsNotReused(t *testing.T, s store.Store) {
+	bob := mustAccount(t, s, "bob")
+	foo, err := s.CreateMailbox(ctx, bob.ID, "Foo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMailbox(ctx, bob.ID, "Foo"); err != nil {
+		t.Fatal(err)
+	}
+	bar, err := s.CreateMailbox(ctx, bob.ID, "Bar", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bar.ID == foo.ID {
+		t.Errorf("the new mailbox got the deleted one's id %d", foo.ID)
+	}
+	if err := s.DeleteAccount(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	carol := mustAccount(t, s, "carol")
+	if carol.ID == bob.ID {
+		t.Errorf("the new account got the deleted one's id %d", bob.ID)
+	}
+	mbs, err := s.ListMailboxes(ctx, carol.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range mbs {
+		if mb.ID == foo.ID || mb.ID == bar.ID {
+			t.Errorf("carol's %s got a deleted mailbox's id %d", mb.Name, mb.ID)
+		}
+	}
+	if _, err := s.GetMailboxByID(ctx, bar.ID); err == nil {
+		t.Errorf("a deleted account's mailbox %d is still there", bar.ID)
 	}
 }
