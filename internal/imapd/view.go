@@ -511,6 +511,14 @@ func (c *session) resolve(set imapwire.SeqSet, uid bool) []int {
 		}
 		return out
 	}
+	// Several ranges are marked in a bitmap the size of the mailbox and
+	// read out once: overlapping ranges ("1:*,1:*,...", thousands of them
+	// on a 64 KiB line) then cost the mailbox's size, not ranges times
+	// messages.
+	var mark []bool
+	if len(set.Ranges) > 1 {
+		mark = make([]bool, n)
+	}
 	var out []int
 	for _, r := range set.Ranges {
 		var lo, hi int // indexes, inclusive
@@ -540,13 +548,22 @@ func (c *session) resolve(set imapwire.SeqSet, uid bool) []int {
 			}
 			lo, hi = a-1, min(b, n)-1
 		}
+		if mark == nil {
+			for i := lo; i <= hi; i++ {
+				out = append(out, i)
+			}
+			continue
+		}
 		for i := lo; i <= hi; i++ {
-			out = append(out, i)
+			mark[i] = true
 		}
 	}
-	if len(set.Ranges) > 1 {
-		slices.Sort(out)
-		out = slices.Compact(out)
+	if mark != nil {
+		for i, m := range mark {
+			if m {
+				out = append(out, i)
+			}
+		}
 	}
 	return out
 }
