@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -501,5 +502,33 @@ func TestIdleAndAuthLines(t *testing.T) {
 	}
 	if _, _, err := r.ReadAuthResponse(); !errors.As(err, &pe) {
 		t.Errorf("bad base64: %v", err)
+	}
+}
+
+// A literal is read into a buffer that grows with what arrives: announcing
+// 64 MiB and sending a few octets costs a few octets' worth, not 64 MiB.
+func TestLiteralGrowsWithData(t *testing.T) {
+	in := "a APPEND INBOX {67108864+}\r\nonly this much"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := NewReader(bufio.NewReader(strings.NewReader(in)), Options{MaxLiteral: 64 << 20, MaxCommand: 65 << 20})
+	_, err := r.ReadCommand()
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a short literal was taken")
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Errorf("reading a 13-octet start of a 64 MiB literal allocated %d MB", got>>20)
+	}
+	// A whole literal still arrives whole.
+	big := strings.Repeat("x", 300000)
+	r = NewReader(bufio.NewReader(strings.NewReader("a APPEND INBOX {300000+}\r\n"+big+"\r\n")), Options{})
+	cmd, err := r.ReadCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Args.(*AppendCommand).Messages[0].Data; string(got) != big {
+		t.Errorf("literal of %d octets came back as %d", len(big), len(got))
 	}
 }

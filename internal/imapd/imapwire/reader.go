@@ -486,11 +486,8 @@ func (r *Reader) literal(kind literalKind) ([]byte, bool, error) {
 			return nil, false, err
 		}
 	}
-	data := make([]byte, n)
-	if _, err := io.ReadFull(r.br, data); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	data, err := readGrowing(r.br, int64(n))
+	if err != nil {
 		return nil, false, err
 	}
 	r.total += int64(n)
@@ -507,6 +504,29 @@ func (r *Reader) literal(kind literalKind) ([]byte, bool, error) {
 		}
 	}
 	return data, binary, nil
+}
+
+// readGrowing reads n octets into a buffer that grows as they come (by
+// doubling, from 64 KiB): a client announcing a large literal and sending
+// it slowly, or never, holds only what it sent, not the announced size.
+func readGrowing(br *bufio.Reader, n int64) ([]byte, error) {
+	data := make([]byte, 0, min(n, 64<<10))
+	for int64(len(data)) < n {
+		if len(data) == cap(data) {
+			grown := make([]byte, len(data), min(n, int64(cap(data))*2))
+			copy(grown, data)
+			data = grown
+		}
+		k, err := br.Read(data[len(data):cap(data)])
+		data = data[:len(data)+k]
+		if err != nil && int64(len(data)) < n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return data, nil
 }
 
 // str reads a string: quoted or literal.
