@@ -172,7 +172,25 @@ func MaildirFolderPath(root, mailbox string) string {
 	if strings.EqualFold(mailbox, store.Inbox) {
 		return root
 	}
-	return filepath.Join(root, "."+strings.ReplaceAll(mailbox, "/", "."))
+	parts := strings.Split(mailbox, "/")
+	for i, p := range parts {
+		parts[i] = safeLevel(p)
+	}
+	return filepath.Join(root, "."+strings.Join(parts, "."))
+}
+
+// safeLevel keeps a level of a mailbox name from naming a directory of its
+// own when it becomes part of a path: "." and ".." (which the store no
+// longer takes, but older stores may hold) are written %2E and %2E%2E, and
+// path separators are never in a level.
+func safeLevel(l string) string {
+	switch l {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	return strings.ReplaceAll(l, string(filepath.Separator), "%2F")
 }
 
 var maildirSeq atomic.Int64

@@ -258,8 +258,11 @@ func eachMessage(ctx context.Context, st store.Store, account string, start func
 // file and a folder of mailboxes).
 func MboxPath(dir, mailbox string) string {
 	parts := strings.Split(mailbox, "/")
-	for i := 0; i < len(parts)-1; i++ {
-		parts[i] += ".sbd"
+	for i := range parts {
+		parts[i] = safeLevel(parts[i])
+		if i < len(parts)-1 {
+			parts[i] += ".sbd"
+		}
 	}
 	return filepath.Join(append([]string{dir}, parts...)...)
 }

@@ -31,6 +31,11 @@ func normaliseMailboxName(name string) (string, error) {
 		if l == "" {
 			return "", fmt.Errorf("%w: mailbox name %q has an empty level", store.ErrInvalidName, truncate(name))
 		}
+		// "." and ".." would name directories of their own when a
+		// mailbox becomes a path (posthorn export maildir|mbox).
+		if l == "." || l == ".." {
+			return "", fmt.Errorf("%w: mailbox name %q has a level %q", store.ErrInvalidName, truncate(name), l)
+		}
 	}
 	if strings.EqualFold(levels[0], store.Inbox) {
 		levels[0] = store.Inbox
