@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -44,7 +45,7 @@ func (s *Server) actionsPost(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		}
 	}
 	back := r.PostFormValue("back")
-	if back == "" || back[0] != '/' || len(back) > 1 && (back[1] == '/' || back[1] == '\\') {
+	if !localPath(back) {
 		back = fmt.Sprintf("/mail/%d", mb.ID)
 	}
 	if len(uids) == 0 {
@@ -196,4 +197,21 @@ func (s *Server) conversationUIDs(r *http.Request, mb *store.Mailbox, convs []st
 		}
 	}
 	return out
+}
+
+// localPath reports whether back is a path on this site to send the
+// browser to after a form: it starts with one "/", and has no scheme, no
+// host and no control characters (browsers drop a tab or newline, so
+// "/\t/evil.example" would become "//evil.example").
+func localPath(back string) bool {
+	if len(back) == 0 || back[0] != '/' || len(back) > 1 && (back[1] == '/' || back[1] == '\\') {
+		return false
+	}
+	for i := 0; i < len(back); i++ {
+		if back[i] < 0x20 || back[i] == 0x7f || back[i] == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(back)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }

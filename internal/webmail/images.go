@@ -180,7 +180,7 @@ func (s *Server) imagesPost(w http.ResponseWriter, r *http.Request, c *reqCtx) {
 		return
 	}
 	back := r.PostFormValue("back")
-	if back == "" || back[0] != '/' || len(back) > 1 && (back[1] == '/' || back[1] == '\\') {
+	if !localPath(back) {
 		back = "/"
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)

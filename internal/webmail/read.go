@@ -43,7 +43,14 @@ func newHTMLPolicy(remote bool) *bluemonday.Policy {
 			if id == "" {
 				id = u.Path
 			}
-			*u = url.URL{Path: "cid/" + id}
+			// The id is one path segment, escaped: "cid:../../5" must not
+			// reach another page of the site (a review found it marked
+			// messages read).
+			if id == "" || id == "." || id == ".." {
+				*u = url.URL{Path: blockedImage}
+				return
+			}
+			*u = url.URL{Path: "cid/" + id, RawPath: "cid/" + url.PathEscape(id)}
 		case "http", "https":
 			if !remote {
 				*u = url.URL{Path: blockedImage}

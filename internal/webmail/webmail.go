@@ -247,7 +247,15 @@ func (s *Server) wrap(rt routeEntry) http.Handler {
 				return
 			}
 		}
-		if r.Method == http.MethodPost {
+		if r.Method == http.MethodPost && rt.access == public {
+			// Forms anyone may post (the login) are small, and never
+			// multipart: no stranger makes the server spool megabytes.
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+				http.Error(w, "bad form", http.StatusBadRequest)
+				return
+			}
+		} else if r.Method == http.MethodPost {
 			// Bodies are bounded: a message with its attachments, base64
 			// and form overhead included.
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxMessageBytes*2+(1<<20))
