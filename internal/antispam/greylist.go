@@ -231,6 +231,13 @@ func (g *Greylist) Check(ctx context.Context, ip netip.Addr, sender, rcpt string
 	now := g.opt.Now()
 	ms := now.UnixMilli()
 	d, err := g.check(ctx, n, key, now, ms)
+	if err != nil && ctx.Err() != nil {
+		// Out of time waiting (the store is slow or flooded): deferring
+		// is what greylisting does anyway, and accepting would let a
+		// flood through unchecked.
+		return policy.Decision{Verdict: policy.Reject, Code: greylistCode, Enhanced: greylistEnhanced,
+			Text: "Greylisting is busy, please try again later", Reason: "greylist: out of time"}, fmt.Errorf("greylist: %w", err)
+	}
 	if err != nil {
 		return accept("greylist: store failed, accepted"), fmt.Errorf("greylist: %w", err)
 	}

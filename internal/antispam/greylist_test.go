@@ -425,3 +425,19 @@ func BenchmarkGreylistCheck(b *testing.B) {
 		}
 	})
 }
+
+// A check that runs out of time (the store is slow or flooded) defers the
+// recipient; only a real store error lets mail through.
+func TestGreylistOutOfTimeDefers(t *testing.T) {
+	g, err := OpenGreylist(filepath.Join(t.TempDir(), "greylist.db"), GreylistOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err := g.Check(ctx, netip.MustParseAddr("192.0.2.1"), "a@example.org", "b@example.net")
+	if err == nil || d.Verdict != policy.Reject || d.Code != 451 {
+		t.Errorf("out of time: %+v, %v; want 451 and the error", d, err)
+	}
+}

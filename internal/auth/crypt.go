@@ -28,7 +28,7 @@ var ErrCannotVerify = errors.New("auth: cannot verify this password hash format"
 // maxCryptRounds bounds the rounds= of a SHA-crypt hash read from a file, so
 // that a tampered hash cannot make one login take minutes (the default is
 // 5,000; glibc's maximum is 999,999,999).
-const maxCryptRounds = 1_000_000
+const maxCryptRounds = 100_000
 
 // systemCrypt, when set (crypt_cgo.go), checks a hash through the system's
 // crypt(3). It returns ErrMismatch or nil, or another error for a hash the
