@@ -174,7 +174,7 @@ func imapWorkload(root, bin string) {
 	}
 	idleWant := raiseFileLimit(*imapIdle)
 	fmt.Printf("IMAP: %d messages of %d bytes, %d timed runs each after a warm-up, %d cores, load average %s\n",
-		*imapMessages, *size, *runs, runtimeCPUs(), loadAvg())
+		*imapMessages, *size, *runs, runtimeCPUs(), noteLoad("IMAP start"))
 	results := map[string]*imapFigures{}
 	for _, sys := range systems {
 		f := &imapFigures{idleWant: idleWant}
@@ -203,7 +203,7 @@ func imapWorkload(root, bin string) {
 		sys.stop()
 	}
 	printIMAPTables(systems, results)
-	fmt.Printf("load average after the runs: %s\n\n", loadAvg())
+	fmt.Printf("load average after the runs: %s\n\n", noteLoad("IMAP end"))
 	imapSummary(results)
 }
 
@@ -776,6 +776,7 @@ type idleConn struct {
 // idleRun opens f.idleWant connections in IDLE on idleMailbox, measures
 // the server's memory, APPENDs one message and times the EXISTS to all.
 func idleRun(sys imapSystem, addr string, f *imapFigures) {
+	fmt.Printf("    load average before the idle connections: %s\n", noteLoad("before "+strings.Fields(sys.name())[0]+"'s IDLE"))
 	f.rssBefore, f.pssBefore = memoryOf(sys.pids())
 	var (
 		mu      sync.Mutex

@@ -158,7 +158,7 @@ func acceptWorkload(root, bin string) {
 	}
 
 	fmt.Printf("SMTP accept-and-store: smtp-source -d -s %d -m %d -l %d, %d runs each, %d cores, load average %s\n",
-		*sessions, *messages, *size, *runs, runtimeCPUs(), loadAvg())
+		*sessions, *messages, *size, *runs, runtimeCPUs(), noteLoad("accept start"))
 	results := map[string]*measurement{}
 	for _, sys := range systems {
 		m := &measurement{}
@@ -184,7 +184,7 @@ func acceptWorkload(root, bin string) {
 		}
 	}
 	printTable(systems, results)
-	fmt.Printf("load average after the runs: %s\n\n", loadAvg())
+	fmt.Printf("load average after the runs: %s\n\n", noteLoad("accept end"))
 
 	ph, pd, sk := results[(&posthorn{}).name()], results[(&postfixDovecot{}).name()], results[(&sink{}).name()]
 	rate := &summaryRow{figure: "SMTP accept-and-store, msgs/s", format: "%.0f", other: "Postfix->Dovecot"}

@@ -53,7 +53,7 @@ func pop3Workload(root, bin string) {
 		systems = append(systems, &dovecotPOP3{})
 	}
 	fmt.Printf("POP3: one session RETRs all of %d messages (smtp-source -l %d) one after the other, %d timed runs each after a warm-up session, %d cores, load average %s\n",
-		*messages, *size, *runs, runtimeCPUs(), loadAvg())
+		*messages, *size, *runs, runtimeCPUs(), noteLoad("POP3 start"))
 	results := map[string][]popResult{}
 	rss := map[string]int64{}
 	pss := map[string]int64{}
@@ -103,7 +103,7 @@ func pop3Workload(root, bin string) {
 	if ph > 0 && dc > 0 {
 		fmt.Printf("posthorn is %.2f times as fast as Dovecot (session time %.3f s against %.3f s)\n", dc/ph, ph, dc)
 	}
-	fmt.Printf("load average after the runs: %s\n\n", loadAvg())
+	fmt.Printf("load average after the runs: %s\n\n", noteLoad("POP3 end"))
 
 	retr := &summaryRow{figure: fmt.Sprintf("POP3 RETR of %d messages in one session, s", *messages), format: "%.3f", lowerBetter: true, other: "Dovecot"}
 	peak := &summaryRow{figure: "memory at peak, POP3 sessions, MB (PSS)", format: "%.1f", lowerBetter: true, other: "Dovecot"}

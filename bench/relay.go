@@ -51,7 +51,7 @@ func relayWorkload(root, bin string) {
 		systems = append(systems, &postfixRelay{})
 	}
 	fmt.Printf("Relay through a smart host: smtp-source -d -s %d -m %d -l %d to %s, next hop smtp-sink, %d runs each (in turn), %d cores, load average %s\n",
-		*sessions, *messages, *size, relayRcpt, *runs, runtimeCPUs(), loadAvg())
+		*sessions, *messages, *size, relayRcpt, *runs, runtimeCPUs(), noteLoad("relay start"))
 	results := map[string][]relayResult{}
 	errs := map[string]error{}
 	// Round by round rather than system by system, so that a machine that
@@ -81,7 +81,7 @@ func relayWorkload(root, bin string) {
 		}
 	}
 	printRelayTable(systems, results, errs)
-	fmt.Printf("load average after the runs: %s\n", loadAvg())
+	fmt.Printf("load average after the runs: %s\n", noteLoad("relay end"))
 
 	relayed := &summaryRow{figure: "relay through a smart host, msgs/s", format: "%.0f", other: "Postfix"}
 	peak := &summaryRow{figure: "memory at peak, relay, MB (PSS)", format: "%.1f", lowerBetter: true, other: "Postfix",

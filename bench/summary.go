@@ -102,6 +102,11 @@ func printSummary(w io.Writer, started time.Time, loadBefore string) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(higher is better for msgs/s and ops/s; lower for seconds and memory)")
+	if len(loads) > 0 {
+		// The bench's own processes count in it too: Dovecot's
+		// thousands of IDLE processes raise it for minutes.
+		fmt.Fprintf(w, "load average (1 min) along the way: %s\n", strings.Join(loads, ", "))
+	}
 	for _, r := range summary {
 		if r.note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.figure, r.note)
@@ -164,6 +169,16 @@ func (s *memSampler) end() (rss, pss int64) {
 	close(s.stop)
 	<-s.done
 	return s.rss, s.pss
+}
+
+// loads are the load averages noted along the way, "what value".
+var loads []string
+
+// noteLoad returns the load average now and keeps it for the summary.
+func noteLoad(what string) string {
+	l := loadAvg()
+	loads = append(loads, what+" "+l)
+	return l
 }
 
 // mb is bytes in megabytes, for the summary.
