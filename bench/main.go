@@ -1,7 +1,8 @@
 // Command bench measures posthorn side by side with Postfix and with Postfix's
 // smtp-sink, the protocol-only ceiling of the machine: the same workload
 // against each, one after the other, repeated, printing the median, the spread
-// and the ratios in one table per workload.
+// and the ratios in one table per workload, then one summary table of every
+// figure of every workload run (summary.go), in Markdown too for the README.
 //
 //	go run ./bench [-workload all|accept|relay|pop3|imap] [-runs 3] [-messages 5000] [-sessions 20] [-size 4096]
 //	               [-imap-messages 50000] [-imap-duration 30s] [-imap-idle 10000]
