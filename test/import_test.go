@@ -188,3 +188,50 @@ func (c *textConn) cmd(s, prefix string) string {
 	c.send(s)
 	return c.expect(prefix)
 }
+
+// A 50 MB spool (issue 9's fixture for the progress bar): imported with
+// plain progress lines when the output is not a terminal, and with a bar
+// on one (driven through script(1) when it is there); every message lands.
+func TestImportLargeSpoolProgress(t *testing.T) {
+	in := newInstance(t, "pp")
+	spool := filepath.Join(t.TempDir(), "pp")
+	f, err := os.Create(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	body := strings.Repeat("a line of a large spool, as old mail boxes are\n", 200) // ~9.4 KB
+	n := 0
+	for size := 0; size < 50<<20; n++ {
+		m := fmt.Sprintf("From sender%d@example.net Tue Mar  4 05:06:07 2009\nSubject: message %d\nMessage-ID: <%d@spool.test>\n\n%s\n", n, n, n, body)
+		w.WriteString(m)
+		size += len(m)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	half := filepath.Join(filepath.Dir(spool), "half")
+	out := in.run("", "import", "mbox", "pp", spool, "--config", in.cfg)
+	for _, want := range []string{"importing", "25%", "50%", "75%", fmt.Sprintf("%d messages", n)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plain progress lacks %s:\n%s", want, out)
+		}
+	}
+	if got := len(in.messages("pp")); got != n {
+		t.Errorf("%d messages imported, the spool has %d", got, n)
+	}
+	if _, err := exec.LookPath("script"); err != nil {
+		return
+	}
+	// On a terminal: a bar. A second spool, so that something is imported.
+	os.WriteFile(half, []byte("From x@example.net Tue Mar  4 05:06:07 2009\nSubject: one more\n\nx\n"), 0o600)
+	cmd := exec.Command("script", "-qec", binary+" import mbox pp "+half+" --config "+in.cfg, "/dev/null")
+	tty, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("script: %v\n%s", err, tty)
+	}
+	if !strings.Contains(string(tty), "[#") || !strings.Contains(string(tty), "100%") {
+		t.Errorf("no progress bar on a terminal:\n%q", tty)
+	}
+}
