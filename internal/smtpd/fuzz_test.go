@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -60,15 +61,44 @@ func FuzzSession(f *testing.F) {
 		c := newConn(srv, server, netip.MustParseAddr("192.0.2.7"))
 		done := make(chan struct{})
 		go func() { c.serve(); close(done) }()
-		go io.Copy(io.Discard, client)
+		var replies bytes.Buffer
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			io.Copy(&replies, io.LimitReader(client, 1<<20))
+		}()
 		// A server that stops reading (QUIT, 421) leaves the rest unwritten.
 		client.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 		client.Write(input)
+		// End a DATA in progress and leave, so that the last replies come.
+		client.Write([]byte("\r\n.\r\nQUIT\r\n"))
+		select {
+		case <-done:
+		case <-time.After(100 * time.Millisecond):
+		}
 		client.Close()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("the session did not end after the client went away")
+		}
+		<-read
+		// Every complete reply line is well-formed (RFC 5321 section
+		// 4.2): a code 2xx-5xx, a space or hyphen, at most 512 octets
+		// with its CRLF, no CR or LF inside.
+		out := replies.Bytes()
+		for len(out) > 0 {
+			i := bytes.Index(out, []byte("\r\n"))
+			if i < 0 {
+				break // cut off by the close
+			}
+			line := out[:i]
+			out = out[i+2:]
+			if len(line) < 3 || len(line)+2 > 512 || line[0] < '2' || line[0] > '5' ||
+				line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+				len(line) > 3 && line[3] != ' ' && line[3] != '-' || bytes.ContainsAny(line, "\r\n") {
+				t.Fatalf("malformed reply line %q to input %q", line, input)
+			}
 		}
 	})
 }
