@@ -45,3 +45,22 @@ func TestSessionEndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Commands are counted by answer: +OK, or -ERR for a failed one.
+func TestCommandMetrics(t *testing.T) {
+	ts := newTestServer(t, serverOptions{}, "pp")
+	okC, errC := commandResults.Of("ok"), commandResults.Of("err")
+	ok0, err0 := okC.Value(), errC.Value()
+	c := ts.dial(nil)
+	c.cmd("USER pp")
+	c.cmd("BOGUS")
+	c.cmd("STAT") // before login: -ERR
+	c.cmd("QUIT")
+	c.expectClosed()
+	if got := okC.Value() - ok0; got != 2 {
+		t.Errorf("%d commands counted ok, want 2 (USER, QUIT)", got)
+	}
+	if got := errC.Value() - err0; got != 2 {
+		t.Errorf("%d commands counted err, want 2 (BOGUS, STAT before login)", got)
+	}
+}

@@ -150,7 +150,13 @@ func (c *session) serve(implicitTLS bool) {
 				c.ended = "shutdown"
 				return
 			}
+			failed := c.errors
 			c.command(line)
+			if c.errors > failed {
+				commandResults.Of("err").Inc()
+			} else {
+				commandResults.Of("ok").Inc()
+			}
 			c.setBusy(false)
 		}
 		if c.quit {
