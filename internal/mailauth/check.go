@@ -96,10 +96,14 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 	defer cancel()
 
 	var res Result
-	res.SPF = CheckSPF(ctx, c.Resolver, in.ClientIP, in.Helo, in.MailFrom)
+	// SPF needs only the envelope: it runs while the DKIM signatures are
+	// verified.
+	spfDone := make(chan SPFCheck, 1)
+	go func() { spfDone <- CheckSPF(ctx, c.Resolver, in.ClientIP, in.Helo, in.MailFrom) }()
 
 	hdr, body, err := readHeader(in.Message)
 	if err != nil {
+		res.SPF = <-spfDone
 		res.Err = err
 		res.DMARC = DMARCCheck{Result: DMARCNone, Applied: PolicyNone, Reason: "message unreadable"}
 		res.Verdict, res.Reason = c.spfVerdict(res.SPF)
@@ -108,6 +112,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 	res.Header = hdr
 	// Beyond the cap, signatures are ignored (ErrTooManySignatures).
 	res.DKIM, _ = verifyDKIM(ctx, c.Resolver, hdr, body, c.MaxSignatures)
+	res.SPF = <-spfDone
 
 	pick := c.Pick
 	if pick == nil {

@@ -1,9 +1,7 @@
 package mailauth
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -63,64 +61,7 @@ func verifyDKIM(ctx context.Context, r dnsutil.Resolver, hdr []byte, body io.Rea
 	if max <= 0 {
 		max = DefaultMaxSignatures
 	}
-	var sigs []DKIMSignature
-	for _, v := range fieldsNamed(splitFields(hdr), "DKIM-Signature") {
-		sigs = append(sigs, describeSignature(v))
-	}
-	if len(sigs) == 0 {
-		return nil, nil
-	}
-	opts := &dkim.VerifyOptions{
-		MaxVerifications: max,
-		LookupTXT: func(name string) ([]string, error) {
-			txt, err := r.LookupTXT(ctx, name)
-			// The library tells temporary failures by net.Error's
-			// Temporary, so hand it the *net.DNSError itself.
-			return txt, dnsError(err, name)
-		},
-	}
-	verifs, err := dkim.VerifyWithOptions(io.MultiReader(bytes.NewReader(hdr), body), opts)
-	tooMany := errors.Is(err, dkim.ErrTooManySignatures)
-	if err != nil && !tooMany {
-		// An error of the message as a whole (its header could not be
-		// parsed): every signature is unverifiable.
-		for i := range sigs {
-			sigs[i].Result = DKIMPermError
-			sigs[i].Reason = err.Error()
-		}
-		if len(sigs) > max {
-			return sigs[:max], ErrTooManySignatures
-		}
-		return sigs, nil
-	}
-	if len(verifs) < len(sigs) {
-		sigs = sigs[:len(verifs)]
-	}
-	for i, v := range verifs {
-		s := &sigs[i]
-		if v.Domain != "" {
-			s.Domain = v.Domain
-		}
-		if v.Identifier != "" {
-			s.Identifier = v.Identifier
-		}
-		switch {
-		case v.Err == nil:
-			s.Result = DKIMPass
-		case dkim.IsTempFail(v.Err):
-			s.Result, s.Reason = DKIMTempError, v.Err.Error()
-		case dkim.IsPermFail(v.Err):
-			s.Result, s.Reason = DKIMPermError, v.Err.Error()
-		default:
-			// The library's remaining kind: the signature or body hash
-			// did not verify (RFC 6376 section 6.1.3).
-			s.Result, s.Reason = DKIMFail, v.Err.Error()
-		}
-	}
-	if tooMany {
-		return sigs, ErrTooManySignatures
-	}
-	return sigs, nil
+	return verifyOwn(ctx, r, hdr, body, max)
 }
 
 // describeSignature reads the tags a result reports (d, s, a, i, b) from a
