@@ -103,6 +103,11 @@ func parseSignature(f field) (*dkimSig, *sigError) {
 			s.headers = append(s.headers, h)
 		}
 	}
+	if len(s.headers) > 256 {
+		// Each name is looked for among the fields: a hostile h= of
+		// thousands would cost that many passes.
+		return nil, permErr("signature: h= names %d fields", len(s.headers))
+	}
 	hasFrom := false
 	for _, h := range s.headers {
 		hasFrom = hasFrom || h == "from"
@@ -253,6 +258,9 @@ func parseKeyRecordUncached(txt string) *dkimKey {
 		}
 		if pub == nil {
 			return &dkimKey{err: permErr("key record: malformed RSA key")}
+		}
+		if pub.N.BitLen() > 8192 {
+			return &dkimKey{err: permErr("key record: RSA key of %d bits is too large", pub.N.BitLen())}
 		}
 		if pub.N.BitLen() < 1024 {
 			return &dkimKey{err: permErr("key record: RSA key of %d bits (RFC 8301 section 3.2)", pub.N.BitLen())}
