@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthorn/posthorn/internal/autoconfig"
 	"github.com/posthorn/posthorn/internal/config"
 	"github.com/posthorn/posthorn/internal/dnsrecords"
 	"github.com/posthorn/posthorn/internal/dnsutil"
@@ -185,14 +186,10 @@ func runDNSRecords(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 
 // firstPort is the port of the first listener of a or else b; 0 when none.
 func firstPort(a, b config.Listeners) int {
-	for _, l := range append(append(config.Listeners{}, a...), b...) {
-		if _, p, err := net.SplitHostPort(l); err == nil {
-			if n, err := strconv.Atoi(p); err == nil {
-				return n
-			}
-		}
+	if p := autoconfig.FirstPort(a); p != 0 {
+		return p
 	}
-	return 0
+	return autoconfig.FirstPort(b)
 }
 
 // srvLookup asks SRV records of the same server dnsutil.New asks.

@@ -234,21 +234,18 @@ func (c *session) cmdList(ctx context.Context, lsub bool, a *imapwire.ListComman
 	if recursive && !selSubscribed && !selSpecial {
 		return badResult("RECURSIVEMATCH needs another selection option")
 	}
-	var retSubscribed, retChildren, retSpecial bool
+	var retSubscribed bool
 	for _, o := range a.Return {
 		switch o {
 		case "SUBSCRIBED":
 			retSubscribed = true
-		case "CHILDREN":
-			retChildren = true
-		case "SPECIAL-USE":
-			retSpecial = true
+		case "CHILDREN", "SPECIAL-USE":
+			// Nothing to do: \HasChildren/\HasNoChildren and the
+			// special-use attributes are always sent (RFC 6154 section 2).
 		default:
 			return badResult("Unknown LIST return option " + o)
 		}
 	}
-	_ = retChildren // \HasChildren and \HasNoChildren are always sent
-	_ = retSpecial  // special-use attributes are always sent (RFC 6154 section 2)
 	if lsub {
 		selSubscribed = true
 	}
@@ -347,7 +344,7 @@ func (c *session) cmdList(ctx context.Context, lsub bool, a *imapwire.ListComman
 		// LIST-STATUS (RFC 5819): a STATUS for each selectable mailbox
 		// listed.
 		if len(a.Status) > 0 && e.mb != nil {
-			c.writeStatus(ctx, e.mb, a.Status)
+			c.writeStatus(e.mb, a.Status)
 		}
 	}
 	return ok(name + " completed")
@@ -466,17 +463,12 @@ func (c *session) cmdStatus(ctx context.Context, a *imapwire.StatusCommand) resu
 	if err != nil {
 		return c.mailboxError("STATUS", err)
 	}
-	c.writeStatus(ctx, mb, a.Items)
+	c.writeStatus(mb, a.Items)
 	return ok("STATUS completed")
 }
 
 // writeStatus writes "* STATUS name (items)" (RFC 9051 section 7.3.4).
-func (c *session) writeStatus(ctx context.Context, mb *store.Mailbox, items []string) {
-	if c.sel != nil && c.sel.mb.ID == mb.ID {
-		// The selected mailbox: counts as this session knows them would
-		// be as good, but the store's are the truth others see.
-		_ = ctx
-	}
+func (c *session) writeStatus(mb *store.Mailbox, items []string) {
 	c.w.Untagged().Atom("STATUS ").Mailbox(mb.Name).Atom(" (")
 	for i, it := range items {
 		if i > 0 {

@@ -412,7 +412,6 @@ func ok(text string) result           { return result{"OK", "", text} }
 func okCode(code, text string) result { return result{"OK", code, text} }
 func no(code, text string) result     { return result{"NO", code, text} }
 func badResult(text string) result    { return result{"BAD", "", text} }
-func (r result) String() string       { return r.status + " " + r.text }
 func (c *session) storeFailed(op string, err error) result {
 	user := "-"
 	if c.acct != nil {

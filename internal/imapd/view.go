@@ -67,8 +67,22 @@ func (v *view) noteKeywords(flags []string) {
 	}
 }
 
+// compareFold orders keywords case-insensitively without allocating (they
+// are atoms: ASCII); SELECT sorts a mailbox's keywords with it.
 func compareFold(a, b string) int {
-	return strings.Compare(strings.ToLower(a), strings.ToLower(b))
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return int(ca) - int(cb)
+		}
+	}
+	return len(a) - len(b)
 }
 
 var systemFlags = []string{store.FlagAnswered, store.FlagFlagged, store.FlagDeleted, store.FlagSeen, store.FlagDraft}
@@ -331,28 +345,14 @@ func uidSetString(uids []uint32) string {
 		if len(b) > 0 {
 			b = append(b, ',')
 		}
-		b = appendUint(b, uids[i])
+		b = strconv.AppendUint(b, uint64(uids[i]), 10)
 		if j > i {
 			b = append(b, ':')
-			b = appendUint(b, uids[j])
+			b = strconv.AppendUint(b, uint64(uids[j]), 10)
 		}
 		i = j + 1
 	}
 	return string(b)
-}
-
-func appendUint(b []byte, n uint32) []byte {
-	var tmp [10]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, tmp[i:]...)
 }
 
 // cmdSelect opens a mailbox (RFC 9051 sections 6.3.2 and 6.3.3), with
