@@ -12,7 +12,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,69 +19,10 @@ import (
 	"github.com/posthorn/posthorn/internal/msg"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
-	"github.com/posthorn/posthorn/internal/tlsutil"
+	"github.com/posthorn/posthorn/internal/testkit"
 )
 
 var ctx = context.Background()
-
-// Certificates and password credentials are costly to make: made once.
-var (
-	certOnce sync.Once
-	certPair tls.Certificate
-	certPool *x509.CertPool
-
-	credMu    sync.Mutex
-	credCache = map[string][2]string{}
-)
-
-func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	certOnce.Do(func() {
-		certPEM, keyPEM, err := tlsutil.SelfSigned([]string{"localhost", "127.0.0.1"}, time.Now(), time.Hour)
-		if err != nil {
-			panic(err)
-		}
-		certPair, err = tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			panic(err)
-		}
-		certPool = x509.NewCertPool()
-		certPool.AppendCertsFromPEM(certPEM)
-	})
-	return certPair, certPool
-}
-
-func credentials(t testing.TB, password string) (string, string) {
-	t.Helper()
-	credMu.Lock()
-	defer credMu.Unlock()
-	if c, ok := credCache[password]; ok {
-		return c[0], c[1]
-	}
-	h, s, err := auth.NewCredentials(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	credCache[password] = [2]string{h, s}
-	return h, s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testServer is an imapd.Server over a fresh SQLite store, listening on
 // 127.0.0.1 for IMAP (with STARTTLS) and for implicit TLS.
@@ -92,7 +32,7 @@ type testServer struct {
 	st     store.Store
 	addr   string
 	tlsAdr string
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	roots  *x509.CertPool
 }
 
@@ -113,7 +53,7 @@ func newTestServer(t testing.TB, o serverOptions, accounts ...string) *testServe
 	}
 	t.Cleanup(func() { st.Close() })
 	for _, a := range accounts {
-		h, sc := credentials(t, "pw-"+a)
+		h, sc := testkit.Credentials(t, "pw-"+a)
 		if _, err := st.CreateAccount(ctx, a, h); err != nil {
 			t.Fatal(err)
 		}
@@ -121,9 +61,9 @@ func newTestServer(t testing.TB, o serverOptions, accounts ...string) *testServe
 			t.Fatal(err)
 		}
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cert, roots := testCert(t)
+	cert, roots := testkit.Cert(t)
 	a := auth.New(st, auth.Options{AllowPlaintext: o.allowPlaintext, Logger: log, Throttle: auth.ThrottleConfig{
 		Sleep:     func(context.Context, time.Duration) error { return nil },
 		LockAfter: 1000,

@@ -21,6 +21,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/xdg-go/scram"
+
+	"github.com/posthorn/posthorn/internal/testkit"
 )
 
 // clBinaryData is every byte value, so that BINARY must decode exactly.
@@ -263,7 +265,7 @@ func TestClientAuthMechanisms(t *testing.T) {
 		// The exchange is kept to be shown if it fails: it failed once
 		// with "BAD invalid base64 in authentication response" and could
 		// not be made to again.
-		var trace syncBuffer
+		var trace testkit.SyncBuffer
 		c, err := imapclient.DialTLS(ts.tlsAdr, &imapclient.Options{
 			TLSConfig:   &tls.Config{RootCAs: ts.roots, ServerName: "localhost"},
 			DebugWriter: &trace,

@@ -20,6 +20,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/posthorn/posthorn/internal/testkit"
 )
 
 type traceLine struct {
@@ -177,7 +179,7 @@ func replayGroup(t *testing.T, g traceGroup, lines []traceLine) int {
 	ts := newTestServer(t, serverOptions{}, "tr")
 	user, pass := g.user, g.pass
 	if user != "" {
-		h, sc := credentials(t, pass)
+		h, sc := testkit.Credentials(t, pass)
 		if _, err := ts.st.CreateAccount(ctx, user, h); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package smtpd_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"github.com/posthorn/posthorn/internal/smtpd"
 	"github.com/posthorn/posthorn/internal/store"
 	"github.com/posthorn/posthorn/internal/store/sqlite"
+	"github.com/posthorn/posthorn/internal/testkit"
 	"github.com/posthorn/posthorn/internal/tlsutil"
 )
 
@@ -40,7 +40,7 @@ type harness struct {
 	mapsDir string
 	watcher *maps.Watcher
 	dns     *dnstest.Server
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 	tlsConf *tls.Config // client side, trusting the server's certificate
 	rec     *recordingDeliverer
 }
@@ -104,27 +104,10 @@ var defaultTables = map[string]string{
 	"access": "",
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	h := &harness{t: t, mapsDir: filepath.Join(dir, "maps"), logs: &syncBuffer{}}
+	h := &harness{t: t, mapsDir: filepath.Join(dir, "maps"), logs: &testkit.SyncBuffer{}}
 	os.MkdirAll(h.mapsDir, 0o755)
 	tables := o.tables
 	if tables == nil {
